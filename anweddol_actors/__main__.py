@@ -1,0 +1,3 @@
+from anweddol_actors.cli import main
+
+raise SystemExit(main())
