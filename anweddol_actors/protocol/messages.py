@@ -1,0 +1,169 @@
+"""Requests and responses (PROTOCOL.md §3): cerberus schemas, validation, constructors.
+
+The schemas are the original ones (reference/specs/communication.md), open to unknown keys
+so that servers can add verbs and fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cerberus import Validator
+
+__all__ = [
+    "CREATE_DATA_KEYS",
+    "REQUEST_SCHEMA",
+    "REQUEST_VERB_CREATE",
+    "REQUEST_VERB_DESTROY",
+    "REQUEST_VERB_STAT",
+    "RESPONSE_MESSAGES",
+    "RESPONSE_MSG_BAD_AUTH",
+    "RESPONSE_MSG_BAD_REQ",
+    "RESPONSE_MSG_INTERNAL_ERROR",
+    "RESPONSE_MSG_OK",
+    "RESPONSE_MSG_REFUSED_REQ",
+    "RESPONSE_MSG_UNAVAILABLE",
+    "RESPONSE_MSG_UNSPECIFIED",
+    "RESPONSE_SCHEMA",
+    "make_request",
+    "make_response",
+    "validate_request",
+    "validate_response",
+]
+
+REQUEST_VERB_CREATE = "CREATE"
+REQUEST_VERB_DESTROY = "DESTROY"
+REQUEST_VERB_STAT = "STAT"
+
+RESPONSE_MSG_OK = "OK"
+RESPONSE_MSG_BAD_AUTH = "Bad authentication"
+RESPONSE_MSG_BAD_REQ = "Bad request"
+RESPONSE_MSG_REFUSED_REQ = "Refused request"
+RESPONSE_MSG_UNAVAILABLE = "Unavailable"
+RESPONSE_MSG_UNSPECIFIED = "Unspecified"
+RESPONSE_MSG_INTERNAL_ERROR = "Internal error"
+RESPONSE_MESSAGES = (
+    RESPONSE_MSG_OK,
+    RESPONSE_MSG_BAD_AUTH,
+    RESPONSE_MSG_BAD_REQ,
+    RESPONSE_MSG_REFUSED_REQ,
+    RESPONSE_MSG_UNAVAILABLE,
+    RESPONSE_MSG_UNSPECIFIED,
+    RESPONSE_MSG_INTERNAL_ERROR,
+)
+
+_UUID4_REGEX = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+_TOKEN_REGEX = r"^[0-9a-zA-Z-_]{255}$"
+
+REQUEST_SCHEMA: dict[str, Any] = {
+    "verb": {"type": "string", "regex": r"^[A-Z]{1,}$", "required": True},
+    "parameters": {
+        "type": "dict",
+        "required": True,
+        "schema": {
+            "container_uuid": {
+                "type": "string",
+                "regex": _UUID4_REGEX,
+                "required": False,
+                "dependencies": ["client_token"],
+            },
+            "client_token": {
+                "type": "string",
+                "regex": _TOKEN_REGEX,
+                "required": False,
+                "dependencies": ["container_uuid"],
+            },
+        },
+    },
+}
+
+# The data of a successful CREATE: all six together or none (PROTOCOL.md §3).
+CREATE_DATA_KEYS = (
+    "container_uuid",
+    "client_token",
+    "container_iso_sha256",
+    "container_username",
+    "container_password",
+    "container_listen_port",
+)
+
+
+def _create_field(name: str, rule: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **rule,
+        "required": False,
+        "dependencies": [key for key in CREATE_DATA_KEYS if key != name],
+    }
+
+
+RESPONSE_SCHEMA: dict[str, Any] = {
+    "success": {"type": "boolean", "required": True},
+    "message": {"type": "string", "required": True},
+    "data": {
+        "type": "dict",
+        "required": True,
+        "schema": {
+            "container_uuid": _create_field(
+                "container_uuid", {"type": "string", "regex": _UUID4_REGEX}
+            ),
+            "client_token": _create_field(
+                "client_token", {"type": "string", "regex": _TOKEN_REGEX}
+            ),
+            "container_iso_sha256": _create_field(
+                "container_iso_sha256", {"type": "string", "regex": r"^[a-f0-9]{64}$"}
+            ),
+            "container_username": _create_field(
+                "container_username", {"type": "string", "regex": r"^user_[0-9]{5}$"}
+            ),
+            "container_password": _create_field(
+                "container_password", {"type": "string", "regex": r"^[a-zA-Z0-9]{1,}$"}
+            ),
+            "container_listen_port": _create_field(
+                "container_listen_port", {"type": "integer", "min": 1, "max": 65535}
+            ),
+            "uptime": {"type": "integer", "required": False, "dependencies": ["version"], "min": 0},
+            "version": {"type": "string", "required": False, "dependencies": ["uptime"]},
+        },
+    },
+}
+
+ValidationResult = tuple[bool, dict[str, Any] | None, dict[str, Any] | None]
+
+
+def _validate(schema: dict[str, Any], document: Any, name: str) -> ValidationResult:
+    if not isinstance(document, dict):
+        return False, None, {name: ["must be of dict type"]}
+    # A Validator keeps per-call state, so one per call: sessions validate concurrently.
+    validator = Validator(schema, allow_unknown=True)
+    if validator.validate(document):
+        return True, validator.document, None
+    return False, None, validator.errors
+
+
+def validate_request(request: Any) -> ValidationResult:
+    """``(ok, sanitized, errors)``: sanitized is None unless ok, errors (cerberus's) None if ok."""
+    return _validate(REQUEST_SCHEMA, request, "request")
+
+
+def validate_response(response: Any) -> ValidationResult:
+    """Same contract as :func:`validate_request`, against :data:`RESPONSE_SCHEMA`."""
+    return _validate(RESPONSE_SCHEMA, response, "response")
+
+
+def make_response(
+    success: bool,
+    message: str,
+    data: dict[str, Any] | None = None,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """A response dict; with a reason the message reads ``"Bad request (Unhandled verb)"``."""
+    return {
+        "success": success,
+        "message": f"{message} ({reason})" if reason else message,
+        "data": {} if data is None else data,
+    }
+
+
+def make_request(verb: str, parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A request dict (not validated: the caller may want to send a malformed one)."""
+    return {"verb": verb, "parameters": {} if parameters is None else parameters}
