@@ -1,0 +1,45 @@
+"""Server configuration: the original's YAML keys plus ours, validated with Cerberus.
+
+``load_config(path)`` returns a frozen ``ServerConfig``; ``load_config(None)`` is the
+embedded default, which ``default.yaml`` (``dump_default()``) spells out with comments.
+"""
+
+from anweddol_actors.config.loader import (
+    DEFAULT_CONFIG_YAML,
+    EMBEDDED_DEFAULT_NAME,
+    ConfigError,
+    config_from_mapping,
+    dump_default,
+    load_config,
+    parse_config,
+)
+from anweddol_actors.config.model import (
+    AccessTokenConfig,
+    ContainerConfig,
+    IpFilterConfig,
+    LogRotationConfig,
+    PortForwardingConfig,
+    ServerConfig,
+    ServerSectionConfig,
+    WebServerConfig,
+)
+from anweddol_actors.config.schema import MAX_CLIENT_PASSWORD_LENGTH
+
+__all__ = [
+    "DEFAULT_CONFIG_YAML",
+    "EMBEDDED_DEFAULT_NAME",
+    "MAX_CLIENT_PASSWORD_LENGTH",
+    "AccessTokenConfig",
+    "ConfigError",
+    "ContainerConfig",
+    "IpFilterConfig",
+    "LogRotationConfig",
+    "PortForwardingConfig",
+    "ServerConfig",
+    "ServerSectionConfig",
+    "WebServerConfig",
+    "config_from_mapping",
+    "dump_default",
+    "load_config",
+    "parse_config",
+]

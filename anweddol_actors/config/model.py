@@ -1,0 +1,137 @@
+"""The loaded configuration: one frozen dataclass per section of the YAML file.
+
+Field names are the file's keys, so ``config.container.container_memory`` reads like the
+file. Defaults are not repeated here: they live once, in ``schema.py``, and a
+``ServerConfig`` is only ever built from a validated document (``load_config``).
+Lists of the file are tuples here so that the objects stay hashable and immutable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+__all__ = [
+    "AccessTokenConfig",
+    "ContainerConfig",
+    "IpFilterConfig",
+    "LogRotationConfig",
+    "PortForwardingConfig",
+    "ServerConfig",
+    "ServerSectionConfig",
+    "WebServerConfig",
+]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(item) for item in value]
+    if hasattr(value, "__dataclass_fields__"):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    return value
+
+
+class _Section:
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of YAML-friendly values (lists, not tuples); loads back unchanged."""
+        return _plain(self)
+
+
+@dataclass(frozen=True)
+class ContainerConfig(_Section):
+    container_iso_file_path: str | None
+    max_allowed_running_container_domains: int | None
+    container_memory: int
+    container_vcpus: int
+    libvirt_uri: str
+    domain_type: str
+    network_mode: str
+    nat_interface_name: str
+    wait_max_tryout: int
+    ready_timeout: float
+    endpoint_username: str
+    endpoint_password: str
+    endpoint_listen_port: int
+    client_password_length: int
+
+
+@dataclass(frozen=True)
+class ServerSectionConfig(_Section):
+    public_rsa_key_file_path: str
+    private_rsa_key_file_path: str
+    log_file_path: str | None
+    pid_file_path: str | None
+    user: str | None
+    bind_address: str
+    listen_port: int
+    timeout: float
+    enable_onetime_rsa_keys: bool
+    database: str
+    max_message_size: int
+    on_start_live_containers: str
+
+
+@dataclass(frozen=True)
+class WebServerConfig(_Section):
+    log_file_path: str | None
+    pid_file_path: str | None
+    user: str | None
+    listen_port: int
+    enable_ssl: bool
+    ssl_pem_private_key_file_path: str | None
+    ssl_pem_certificate_file_path: str | None
+
+
+@dataclass(frozen=True)
+class PortForwardingConfig(_Section):
+    port_range: tuple[int, int]
+    bind_address: str
+
+    @property
+    def port_count(self) -> int:
+        """How many ports the inclusive range holds."""
+        return self.port_range[1] - self.port_range[0] + 1
+
+
+@dataclass(frozen=True)
+class LogRotationConfig(_Section):
+    enabled: bool
+    log_archive_folder_path: str | None
+    max_log_lines_amount: int
+    action: str
+
+
+@dataclass(frozen=True)
+class IpFilterConfig(_Section):
+    enabled: bool
+    denied_ip_list: tuple[str, ...]
+    allowed_ip_list: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AccessTokenConfig(_Section):
+    enabled: bool
+    access_token_database_file_path: str
+
+
+@dataclass(frozen=True)
+class ServerConfig(_Section):
+    container: ContainerConfig
+    server: ServerSectionConfig
+    port_forwarding: PortForwardingConfig
+    ip_filter: IpFilterConfig
+    access_token: AccessTokenConfig
+    log_rotation: LogRotationConfig
+    web_server: WebServerConfig
+
+
+# Section name in the file -> its dataclass, in the order of ServerConfig's fields.
+SECTION_TYPES: dict[str, type[_Section]] = {
+    "container": ContainerConfig,
+    "server": ServerSectionConfig,
+    "port_forwarding": PortForwardingConfig,
+    "ip_filter": IpFilterConfig,
+    "access_token": AccessTokenConfig,
+    "log_rotation": LogRotationConfig,
+    "web_server": WebServerConfig,
+}

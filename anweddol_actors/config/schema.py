@@ -1,0 +1,259 @@
+"""What a configuration file may say: Cerberus schema, defaults, and the cross-key checks.
+
+This is the one place that holds the defaults (the ``default`` of each key, gathered in
+``DEFAULTS``): the embedded default configuration is an empty document completed with
+them and validated like any file, and
+``default.yaml`` must say the same (a test holds it to that).
+
+Sections and keys are the original server's (``reference/config.yaml``) plus ours; every
+key is optional, so a file may hold only what it changes. Unknown keys are errors: a
+misspelt key silently ignored is a setting silently not applied.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import cerberus
+from cerberus.errors import BasicErrorHandler
+
+from anweddol_actors.policy.ip_filter import parse_ip_entry
+
+__all__ = [
+    "DEFAULTS",
+    "MAX_CLIENT_PASSWORD_LENGTH",
+    "SCHEMA",
+    "SECTIONS",
+    "cross_check",
+    "make_validator",
+]
+
+# dropbear (the SSH server of the shipped image) refuses passwords longer than 100
+# characters at login (IMAGE-NOTES.md); the original generated 120.
+MAX_CLIENT_PASSWORD_LENGTH = 100
+
+ErrorFn = Callable[[Any, str], None]
+
+
+def _one_of(*choices: str) -> Callable[[Any, Any, ErrorFn], None]:
+    def check(field: Any, value: Any, error: ErrorFn) -> None:
+        if value not in choices:
+            error(field, f"must be one of {', '.join(choices)} (got {value!r})")
+
+    return check
+
+
+def _positive_seconds(field: Any, value: Any, error: ErrorFn) -> None:
+    if not (value > 0 and math.isfinite(value)):
+        error(field, f"must be a positive number of seconds (got {value!r})")
+
+
+def _bind_address(field: Any, value: Any, error: ErrorFn) -> None:
+    if value == "":
+        return  # "" means every IPv4 interface, as in the seed's DEFAULT_SERVER_BIND_ADDRESS
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        error(field, f'must be an IPv4 address, or "" for all interfaces (got {value!r})')
+
+
+def _ip_entry(field: Any, value: Any, error: ErrorFn) -> None:
+    try:
+        parse_ip_entry(value)
+    except ValueError as exc:
+        error(field, str(exc))
+
+
+def _port_range(field: Any, value: Any, error: ErrorFn) -> None:
+    shape = "must be [first, last]: two port numbers from 1 to 65535"
+    if len(value) != 2 or not all(type(port) is int for port in value):
+        error(field, f"{shape} (got {value!r})")
+        return
+    first, last = value
+    if not (1 <= first <= 65535 and 1 <= last <= 65535):
+        error(field, f"{shape} (got {value!r})")
+    elif first > last:
+        error(field, f"first port ({first}) is greater than last port ({last})")
+
+
+def _max_domains(field: Any, value: Any, error: ErrorFn) -> None:
+    if value is not None and value < 1:
+        error(field, f"must be at least 1, or null for no limit (got {value})")
+
+
+def _password_length(field: Any, value: Any, error: ErrorFn) -> None:
+    if value > MAX_CLIENT_PASSWORD_LENGTH:
+        error(
+            field,
+            f"must be at most {MAX_CLIENT_PASSWORD_LENGTH} (got {value}): dropbear in the "
+            "container refuses longer passwords at login",
+        )
+
+
+def _string(default: str | None, *, empty: bool = False, **rules: Any) -> dict[str, Any]:
+    return {
+        "type": "string",
+        "default": default,
+        "nullable": default is None,
+        "empty": empty,
+        **rules,
+    }
+
+
+def _integer(default: int | None, *, nullable: bool = False, **rules: Any) -> dict[str, Any]:
+    return {"type": "integer", "default": default, "nullable": nullable, **rules}
+
+
+def _boolean(default: bool) -> dict[str, Any]:
+    return {"type": "boolean", "default": default}
+
+
+def _port(default: int) -> dict[str, Any]:
+    return _integer(default, min=1, max=65535)
+
+
+def _seconds(default: float) -> dict[str, Any]:
+    return {"type": "number", "default": default, "check_with": _positive_seconds}
+
+
+def _ip_list(default: list[str]) -> dict[str, Any]:
+    return {
+        "type": "list",
+        "default": default,
+        "schema": {"type": "string", "check_with": _ip_entry},
+    }
+
+
+_STATE_DIR = "/var/lib/anweddol_actors"
+
+# Key order is the order of default.yaml and of the dataclasses in model.py.
+SECTIONS: dict[str, dict[str, Any]] = {
+    "container": {
+        # None: the image built by `python -m anweddol_actors image build`.
+        "container_iso_file_path": _string(None),
+        "max_allowed_running_container_domains": _integer(
+            6, nullable=True, check_with=_max_domains
+        ),
+        "container_memory": _integer(256, min=1),
+        "container_vcpus": _integer(1, min=1),
+        "libvirt_uri": _string("qemu:///system"),
+        "domain_type": _string("auto", check_with=_one_of("auto", "kvm", "qemu")),
+        "network_mode": _string("user", check_with=_one_of("user", "nat")),
+        "nat_interface_name": _string("virbr0"),
+        "wait_max_tryout": _integer(20, min=1),
+        "ready_timeout": _seconds(120),
+        "endpoint_username": _string("endpoint"),
+        "endpoint_password": _string("endpoint"),
+        "endpoint_listen_port": _port(22),
+        "client_password_length": _integer(100, min=1, check_with=_password_length),
+    },
+    "server": {
+        "public_rsa_key_file_path": _string(f"{_STATE_DIR}/rsa/public.pem"),
+        "private_rsa_key_file_path": _string(f"{_STATE_DIR}/rsa/private.pem"),
+        "log_file_path": _string(None),
+        "pid_file_path": _string(None),
+        "user": _string(None),
+        "bind_address": _string("0.0.0.0", empty=True, check_with=_bind_address),
+        "listen_port": _port(6150),
+        "timeout": _seconds(10),
+        "enable_onetime_rsa_keys": _boolean(False),
+        "database": _string(f"{_STATE_DIR}/journal.sqlite3"),
+        # 4 KiB holds any built-in request or response; the ceiling bounds what one
+        # connection may make the server buffer.
+        "max_message_size": _integer(1 << 20, min=4096, max=64 << 20),
+        "on_start_live_containers": _string("destroy", check_with=_one_of("destroy", "adopt")),
+    },
+    "port_forwarding": {
+        "port_range": {"type": "list", "default": [10000, 20000], "check_with": _port_range},
+        "bind_address": _string("", empty=True, check_with=_bind_address),
+    },
+    "ip_filter": {
+        "enabled": _boolean(False),
+        "denied_ip_list": _ip_list([]),
+        "allowed_ip_list": _ip_list(["any"]),
+    },
+    "access_token": {
+        "enabled": _boolean(False),
+        "access_token_database_file_path": _string(f"{_STATE_DIR}/access_tokens.sqlite3"),
+    },
+    # Kept so that the original's files load; not acted on (docs/configuration.md).
+    "log_rotation": {
+        "enabled": _boolean(False),
+        "log_archive_folder_path": _string(None),
+        "max_log_lines_amount": _integer(4000, min=1),
+        "action": _string("archive", check_with=_one_of("delete", "archive")),
+    },
+    "web_server": {
+        "log_file_path": _string(None),
+        "pid_file_path": _string(None),
+        "user": _string(None),
+        "listen_port": _port(8080),
+        "enable_ssl": _boolean(False),
+        "ssl_pem_private_key_file_path": _string(None),
+        "ssl_pem_certificate_file_path": _string(None),
+    },
+}
+
+# Defaults are filled in by the loader, not by Cerberus: Cerberus also puts the default in
+# place of an explicit null, which would make `container_memory: null` mean 256 silently.
+DEFAULTS: dict[str, dict[str, Any]] = {
+    name: {key: rules["default"] for key, rules in keys.items()} for name, keys in SECTIONS.items()
+}
+
+SCHEMA: dict[str, Any] = {
+    name: {
+        "type": "dict",
+        "schema": {
+            key: {rule: value for rule, value in rules.items() if rule != "default"}
+            for key, rules in keys.items()
+        },
+    }
+    for name, keys in SECTIONS.items()
+}
+
+
+class _Messages(BasicErrorHandler):
+    # Phrased for an administrator reading one line, not for a Cerberus user.
+    messages = {
+        **BasicErrorHandler.messages,
+        0x03: "unknown key",
+        0x22: "must not be empty",
+        0x23: "must not be null",
+        0x42: "must be at least {constraint}",
+        0x43: "must be at most {constraint}",
+    }
+
+
+class _Validator(cerberus.Validator):
+    # Cerberus counts booleans as integers (bool subclasses int): `container_memory: yes`
+    # would pass as 1.
+    types_mapping = {
+        **cerberus.Validator.types_mapping,
+        "integer": cerberus.TypeDefinition("integer", (int,), (bool,)),
+    }
+
+
+def make_validator() -> cerberus.Validator:
+    """A fresh validator (Cerberus validators keep per-document state: one per load)."""
+    return _Validator(SCHEMA, error_handler=_Messages)
+
+
+def cross_check(document: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """Problems between keys of a document that passed the schema: ``(key path, message)``."""
+    problems: list[tuple[str, str]] = []
+    first, last = document["port_forwarding"]["port_range"]
+    maximum = document["container"]["max_allowed_running_container_domains"]
+    ports = last - first + 1
+    if maximum is not None and ports < maximum:
+        # Each running container holds one forwarded port for its whole life.
+        problems.append(
+            (
+                "port_forwarding.port_range",
+                f"has fewer ports ({ports}) than "
+                f"container.max_allowed_running_container_domains ({maximum})",
+            )
+        )
+    return problems
