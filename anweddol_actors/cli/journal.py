@@ -1,0 +1,65 @@
+"""``journal``: print the recorded transitions, oldest first."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from anweddol_actors.cli import CliError
+from anweddol_actors.journal import DEFAULT_DATABASE_PATH, Journal, JournalError
+from anweddol_actors.lifecycle import KINDS
+
+COLUMNS = ("id", "time", "kind", "entity_id", "trigger", "source", "dest", "context", "details")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "journal",
+        help="print the lifecycle history from the journal",
+        description="Print the journalled transitions, oldest first, as a table or JSON.",
+    )
+    parser.add_argument("--entity", metavar="ID", help="only this entity's transitions")
+    parser.add_argument("--kind", choices=KINDS, help="only this kind of entity")
+    parser.add_argument("--json", action="store_true", help="print a JSON list")
+    parser.add_argument(
+        "--db",
+        default=DEFAULT_DATABASE_PATH,
+        metavar="URL",
+        help=f"journal database (file path, sqlite:///PATH; default {DEFAULT_DATABASE_PATH})",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        with Journal(args.db, create=False) as journal:
+            rows = journal.history(entity_id=args.entity, kind=args.kind)
+    except JournalError as exc:
+        raise CliError(str(exc)) from exc
+    if args.json:
+        print(json.dumps(rows, indent=2, sort_keys=True))
+    elif rows:
+        print(format_table(rows))
+    else:
+        print("(no transitions)")
+    return 0
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True, separators=(",", ":")) if value else "-"
+    return str(value)
+
+
+def format_table(rows: list[dict]) -> str:
+    """Rows as left-aligned columns under a header; details last so it may run long."""
+    cells = [list(COLUMNS)] + [[_cell(row[column]) for column in COLUMNS] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS) - 1)]
+    return "\n".join(
+        "  ".join(
+            [cell.ljust(width) for cell, width in zip(line, widths, strict=False)] + [line[-1]]
+        ).rstrip()
+        for line in cells
+    )

@@ -1,0 +1,13 @@
+"""Durable journal of the entities' lifecycles (Peewee over SQLite).
+
+The only package that imports :mod:`peewee`.
+"""
+
+from anweddol_actors.journal.store import (
+    DEFAULT_DATABASE_PATH,
+    Journal,
+    JournalError,
+    database_path,
+)
+
+__all__ = ["DEFAULT_DATABASE_PATH", "Journal", "JournalError", "database_path"]

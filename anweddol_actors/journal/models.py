@@ -1,0 +1,84 @@
+"""The journal's tables, as Peewee models bound to one database.
+
+Models are made per database (:func:`bind_models`) rather than declared once at module
+level, so that several journals (tests, a server and its CLI) can be open in one process
+without rebinding shared classes under each other's feet.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import peewee
+
+
+class JSONField(peewee.TextField):
+    """JSON stored as text: SQLite has no JSON column type, and text stays greppable."""
+
+    def db_value(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        # default=str: identifiers such as uuid.UUID or pathlib.Path arrive in details.
+        return json.dumps(value, sort_keys=True, default=str)
+
+    def python_value(self, value: str | None) -> Any:
+        return None if value is None else json.loads(value)
+
+
+@dataclass(frozen=True)
+class Models:
+    transition: type[peewee.Model]
+    entity: type[peewee.Model]
+    credential: type[peewee.Model]
+
+    def all(self) -> list[type[peewee.Model]]:
+        return [self.transition, self.entity, self.credential]
+
+
+def bind_models(database: peewee.Database) -> Models:
+    class Base(peewee.Model):
+        class Meta:
+            legacy_table_names = False
+
+    class Transition(Base):
+        id = peewee.AutoField()
+        time = peewee.TextField()  # ISO 8601, UTC, microseconds: sorts as it reads
+        kind = peewee.TextField()
+        entity_id = peewee.TextField()
+        trigger = peewee.TextField()
+        source = peewee.TextField()
+        dest = peewee.TextField()
+        context = peewee.IntegerField(null=True)
+        details = JSONField(null=True)
+
+        class Meta:
+            table_name = "transitions"
+            indexes = ((("entity_id", "id"), False), (("kind", "id"), False))
+
+    class Entity(Base):
+        kind = peewee.TextField()
+        entity_id = peewee.TextField()
+        state = peewee.TextField()
+        # Written by the lifecycle, which knows the machines: the journal stays ignorant of
+        # them and can still answer "what is alive?" for crash recovery.
+        terminal = peewee.BooleanField(default=False, index=True)
+        data = JSONField(default=dict)
+        updated = peewee.TextField()
+
+        class Meta:
+            table_name = "entities"
+            primary_key = peewee.CompositeKey("kind", "entity_id")
+
+    class Credential(Base):
+        uuid_sha256 = peewee.FixedCharField(max_length=64, primary_key=True)
+        token_sha256 = peewee.FixedCharField(max_length=64)
+        created = peewee.TextField()
+
+        class Meta:
+            table_name = "credentials"
+
+    models = Models(Transition, Entity, Credential)
+    database.bind(models.all(), bind_refs=False, bind_backrefs=False)
+    return models

@@ -1,0 +1,243 @@
+"""The journal: every accepted transition, the entities' current state, hashed credentials.
+
+One SQLite connection, shared by every thread and guarded by one lock. SQLite serialises
+writers anyway; a single connection also makes ``:memory:`` work across threads (each
+connection to ``:memory:`` is a separate, empty database).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import peewee
+
+from anweddol_actors.journal.models import Models, bind_models
+
+DEFAULT_DATABASE_PATH = "/var/lib/anweddol_actors/journal.sqlite3"
+
+MEMORY = ":memory:"
+_SQLITE_URL_PREFIX = "sqlite:///"
+
+
+class JournalError(Exception):
+    """The journal could not be opened, read or written."""
+
+
+def database_path(url: str | os.PathLike[str]) -> str:
+    """The SQLite path (or ``:memory:``) named by *url*.
+
+    Accepted: ``:memory:``, a file path, ``sqlite:///relative/path``,
+    ``sqlite:////absolute/path``, ``sqlite:///:memory:``.
+    """
+    text = os.fspath(url)
+    if text.startswith("sqlite:"):
+        if not text.startswith(_SQLITE_URL_PREFIX):
+            raise JournalError(f"malformed journal URL {text!r} (expected sqlite:///PATH)")
+        text = text[len(_SQLITE_URL_PREFIX) :]
+    elif "://" in text:
+        raise JournalError(f"unsupported journal URL {text!r}: only SQLite is implemented")
+    if not text:
+        raise JournalError("empty journal database path")
+    return text
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Journal:
+    """Durable record of the entities' lifecycles. Safe to share between threads."""
+
+    def __init__(self, url: str | os.PathLike[str] = DEFAULT_DATABASE_PATH, *, create: bool = True):
+        self.path = database_path(url)
+        if self.path != MEMORY:
+            parent = Path(self.path).parent
+            if not create and not Path(self.path).exists():
+                raise JournalError(f"journal database not found: {self.path}")
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise JournalError(f"cannot create {parent}: {exc.strerror}") from exc
+        self._lock = threading.RLock()
+        # thread_safe=False: one connection state for all threads (our lock serialises them);
+        # check_same_thread=False lets sqlite3 accept that connection from any thread.
+        self._db = peewee.SqliteDatabase(
+            self.path,
+            thread_safe=False,
+            autoconnect=False,
+            check_same_thread=False,
+            timeout=30,
+            pragmas={"journal_mode": "wal", "synchronous": "full", "foreign_keys": 1}
+            if self.path != MEMORY
+            else {},
+        )
+        self._models: Models = bind_models(self._db)
+        # Compared against when a uuid is unknown, so that a miss costs what a hit costs.
+        self._decoy_digest = _sha256(secrets.token_hex(32))
+        try:
+            self._db.connect()
+            self._db.create_tables(self._models.all(), safe=True)
+        except (peewee.PeeweeException, sqlite3.Error) as exc:
+            self._db.close()
+            raise JournalError(f"cannot open journal {self.path}: {exc}") from exc
+
+    # -- writing -----------------------------------------------------------------------
+
+    def record(
+        self,
+        *,
+        kind: str,
+        entity_id: str,
+        trigger: str,
+        source: str,
+        dest: str,
+        context: int | None = None,
+        details: dict[str, Any] | None = None,
+        data: dict[str, Any] | None = None,
+        terminal: bool = False,
+    ) -> int:
+        """Write one transition row and the entity's current-state row in one transaction.
+
+        Returns the transition's id. Either both rows are durable or neither is.
+        """
+        now = _now()
+        entity_id = str(entity_id)
+        with self._guard(write=True, what="record a transition"):
+            row = self._models.transition.create(
+                time=now,
+                kind=kind,
+                entity_id=entity_id,
+                trigger=trigger,
+                source=source,
+                dest=dest,
+                context=context,
+                details=details,
+            )
+            self._models.entity.replace(
+                kind=kind,
+                entity_id=entity_id,
+                state=dest,
+                terminal=terminal,
+                data=data or {},
+                updated=now,
+            ).execute()
+            return row.id
+
+    def store_credentials(self, container_uuid: str, client_token: str) -> None:
+        """Remember a (container uuid, client token) pair as SHA-256 digests only."""
+        with self._guard(write=True, what="store credentials"):
+            self._models.credential.replace(
+                uuid_sha256=_sha256(str(container_uuid)),
+                token_sha256=_sha256(client_token),
+                created=_now(),
+            ).execute()
+
+    def delete_credentials(self, container_uuid: str) -> bool:
+        """Forget a container's credentials; False when there were none."""
+        credential = self._models.credential
+        with self._guard(write=True, what="delete credentials"):
+            query = credential.delete().where(
+                credential.uuid_sha256 == _sha256(str(container_uuid))
+            )
+            return query.execute() > 0
+
+    # -- reading -----------------------------------------------------------------------
+
+    def verify_credentials(self, container_uuid: str, client_token: str) -> bool:
+        """True when *client_token* is the one stored for *container_uuid*.
+
+        The token comparison runs whether or not the uuid is known, in constant time.
+        """
+        credential = self._models.credential
+        candidate = _sha256(client_token)
+        with self._guard(write=False, what="verify credentials"):
+            row = credential.get_or_none(credential.uuid_sha256 == _sha256(str(container_uuid)))
+        stored = row.token_sha256 if row is not None else self._decoy_digest
+        matches = hmac.compare_digest(stored.encode("ascii"), candidate.encode("ascii"))
+        return matches & (row is not None)
+
+    def history(self, entity_id: str | None = None, kind: str | None = None) -> list[dict]:
+        """Transitions, oldest first, optionally of one entity and/or one kind."""
+        transition = self._models.transition
+        query = transition.select().order_by(transition.id)
+        if entity_id is not None:
+            query = query.where(transition.entity_id == str(entity_id))
+        if kind is not None:
+            query = query.where(transition.kind == kind)
+        with self._guard(write=False, what="read the history"):
+            return list(query.dicts())
+
+    def entity(self, entity_id: str, kind: str | None = None) -> dict | None:
+        """The entity's current-state row, or None.
+
+        Different kinds may share an id (a container and its forwarder); pass *kind* then,
+        or JournalError is raised.
+        """
+        rows = self._entities(entity_id=str(entity_id), kind=kind)
+        if len(rows) > 1:
+            kinds = ", ".join(row["kind"] for row in rows)
+            raise JournalError(f"entity {entity_id} exists as several kinds ({kinds})")
+        return rows[0] if rows else None
+
+    def live_entities(self, kind: str | None = None) -> list[dict]:
+        """Entities not in a terminal state: what a restarted server must reconcile."""
+        return self._entities(kind=kind, live=True)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _entities(
+        self, *, entity_id: str | None = None, kind: str | None = None, live: bool = False
+    ) -> list[dict]:
+        entity = self._models.entity
+        # `terminal` stays inside: callers ask live_entities() instead.
+        query = entity.select(
+            entity.kind, entity.entity_id, entity.state, entity.data, entity.updated
+        ).order_by(entity.updated, entity.kind, entity.entity_id)
+        if entity_id is not None:
+            query = query.where(entity.entity_id == entity_id)
+        if kind is not None:
+            query = query.where(entity.kind == kind)
+        if live:
+            query = query.where(entity.terminal == False)  # noqa: E712 (peewee expression)
+        with self._guard(write=False, what="read entities"):
+            return list(query.dicts())
+
+    @contextmanager
+    def _guard(self, what: str, *, write: bool) -> Iterator[None]:
+        """Hold the lock (and a transaction when writing); report failures as JournalError."""
+        with self._lock:
+            if self._db.is_closed():
+                raise JournalError(f"cannot {what}: the journal is closed")
+            try:
+                if write:
+                    # Rolls back when the block raises, and when the commit itself fails.
+                    with self._db.atomic():
+                        yield
+                else:
+                    yield
+            except (peewee.PeeweeException, sqlite3.Error) as exc:
+                raise JournalError(f"cannot {what}: {exc}") from exc

@@ -1,0 +1,201 @@
+"""An entity's lifecycle: a transitions machine whose every move is journalled first.
+
+The journal write is the machine's ``before_state_change`` callback: it runs once the
+trigger has been accepted and before the state changes, so that when :meth:`Lifecycle.fire`
+returns the transition is durable, and when the write raises the state has not moved.
+Nothing else is attached to the machine: the entity acts on the new state after ``fire``
+returns, never from inside a callback.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from transitions import EventData
+from transitions.extensions import HierarchicalMachine
+
+from anweddol_actors.lifecycle.definitions import SEPARATOR, SPECS, MachineSpec
+
+if TYPE_CHECKING:
+    from anweddol_actors.journal import Journal
+
+
+class IllegalTransition(ValueError):
+    """A trigger that the entity's current state does not accept. Nothing was changed."""
+
+    def __init__(self, kind: str, entity_id: str, trigger: str, state: str, allowed: Iterable[str]):
+        self.kind = kind
+        self.entity_id = entity_id
+        self.trigger = trigger
+        self.state = state
+        self.allowed = tuple(allowed)
+        accepted = ", ".join(self.allowed) if self.allowed else "none"
+        super().__init__(
+            f"{kind} {entity_id}: trigger {trigger!r} is not allowed in state {state!r}"
+            f" (allowed: {accepted})"
+        )
+
+
+class _Model:
+    """The object transitions decorates with trigger methods and ``state``."""
+
+    state: str
+
+
+def _spec(kind: str) -> MachineSpec:
+    try:
+        return SPECS[kind]
+    except KeyError:
+        raise ValueError(f"unknown entity kind {kind!r} (known: {', '.join(SPECS)})") from None
+
+
+def _build(spec: MachineSpec, model: _Model, initial: str, before: Any = None) -> None:
+    if initial not in spec.leaves:
+        raise ValueError(f"{spec.kind}: {initial!r} is not a state (states: {spec.leaves})")
+    HierarchicalMachine(
+        model=model,
+        states=spec.states_config(),
+        transitions=spec.transitions_config(),
+        initial=initial,
+        auto_transitions=False,
+        send_event=True,
+        before_state_change=[before] if before else [],
+    )
+
+
+def _allowed(spec: MachineSpec, model: _Model) -> tuple[str, ...]:
+    return tuple(trigger for trigger in spec.triggers if model.may_trigger(trigger))
+
+
+class Lifecycle:
+    """The state of one entity, moved only by :meth:`fire`, journalled before it moves.
+
+    Writes nothing until the first fire. Safe to call from several threads, though an
+    entity normally belongs to one actor.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        entity_id: str,
+        journal: Journal,
+        data: Mapping[str, Any] | None = None,
+        *,
+        state: str | None = None,
+    ):
+        self._spec = _spec(kind)
+        self.kind = kind
+        self.entity_id = str(entity_id)
+        self._journal = journal
+        self._data: dict[str, Any] = dict(data or {})
+        self._lock = threading.RLock()
+        self._model = _Model()
+        _build(self._spec, self._model, state or self._spec.initial, self._journal_transition)
+
+    @classmethod
+    def resume(cls, journal: Journal, entity_id: str, kind: str | None = None) -> Lifecycle:
+        """The lifecycle of an entity already in the journal, in its recorded state."""
+        row = journal.entity(entity_id, kind=kind)
+        if row is None:
+            raise LookupError(f"no entity {entity_id} in the journal")
+        return cls(row["kind"], row["entity_id"], journal, row["data"], state=row["state"])
+
+    @property
+    def state(self) -> str:
+        return self._model.state
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return dict(self._data)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in self._spec.terminal
+
+    @property
+    def allowed_triggers(self) -> tuple[str, ...]:
+        with self._lock:
+            return _allowed(self._spec, self._model)
+
+    def can(self, trigger: str) -> bool:
+        with self._lock:
+            return trigger in self._spec.triggers and self._model.may_trigger(trigger)
+
+    def is_in(self, state: str) -> bool:
+        """True in *state* or in one of its children (``is_in("started")``)."""
+        current = self.state
+        return current == state or current.startswith(state + SEPARATOR)
+
+    def fire(
+        self,
+        trigger: str,
+        *,
+        context: int | None = None,
+        details: dict[str, Any] | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> str:
+        """Journal then take the transition *trigger*; return the new state.
+
+        *data* is merged into the entity's recovery data (domain uuid, ports, ...);
+        *details* and *context* go to this transition's row only.
+        Raises IllegalTransition (nothing changed) or JournalError (nothing changed).
+        """
+        with self._lock:
+            if not self.can(trigger):
+                raise IllegalTransition(
+                    self.kind, self.entity_id, trigger, self.state, self.allowed_triggers
+                )
+            merged = {**self._data, **(data or {})}
+            self._model.trigger(trigger, context=context, details=details, data=merged)
+            self._data = merged
+            return self.state
+
+    def _journal_transition(self, event: EventData) -> None:
+        dest = event.transition.dest
+        self._journal.record(
+            kind=self.kind,
+            entity_id=self.entity_id,
+            trigger=event.event.name,
+            source=self._model.state,
+            dest=dest,
+            context=event.kwargs["context"],
+            details=event.kwargs["details"],
+            data=event.kwargs["data"],
+            terminal=dest in self._spec.terminal,
+        )
+
+    def __repr__(self) -> str:
+        return f"<Lifecycle {self.kind} {self.entity_id} {self.state}>"
+
+
+def replay(kind: str, rows: Iterable[Mapping[str, Any]]) -> str:
+    """The state reached by firing the journalled triggers of one entity, in order.
+
+    Every row is checked against the machine: its source must be the replayed state and
+    its dest the state the machine reaches. Raises ValueError on any mismatch.
+    """
+    spec = _spec(kind)
+    model = _Model()
+    _build(spec, model, spec.initial)
+    entity_id = None
+    for row in rows:
+        where = f"journal row {row.get('id')}"
+        if row["kind"] != kind:
+            raise ValueError(f"{where}: kind {row['kind']!r}, replaying {kind!r}")
+        if entity_id is None:
+            entity_id = row["entity_id"]
+        elif row["entity_id"] != entity_id:
+            raise ValueError(f"{where}: entity {row['entity_id']!r}, replaying {entity_id!r}")
+        if row["source"] != model.state:
+            raise ValueError(f"{where}: source {row['source']!r} but replay is in {model.state!r}")
+        trigger = row["trigger"]
+        if trigger not in spec.triggers or not model.may_trigger(trigger):
+            raise ValueError(f"{where}: {trigger!r} is not allowed in {model.state!r}")
+        model.trigger(trigger)
+        if model.state != row["dest"]:
+            raise ValueError(
+                f"{where}: dest {row['dest']!r} but the machine reached {model.state!r}"
+            )
+    return model.state

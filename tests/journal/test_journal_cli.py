@@ -1,0 +1,72 @@
+"""``python -m anweddol_actors journal`` against a real journal file."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from anweddol_actors.cli.journal import COLUMNS
+from anweddol_actors.journal import Journal
+from anweddol_actors.lifecycle import Lifecycle
+
+
+def cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "anweddol_actors", "journal", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    path = tmp_path_factory.mktemp("journal") / "journal.sqlite3"
+    with Journal(path) as journal:
+        container = Lifecycle("container", "c-1", journal)
+        container.fire("start", context=4, details={"domain": "anweddol-c-1"})
+        Lifecycle("session", 4, journal).fire("start", context=4)
+        container.fire("administer")
+        expected = journal.history()
+    return path, expected
+
+
+def test_json_is_the_history_oldest_first(db):
+    path, expected = db
+    result = cli("--json", "--db", str(path))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == expected
+
+
+def test_json_filters_by_entity_and_kind(db):
+    path, expected = db
+    by_entity = json.loads(cli("--json", "--entity", "c-1", "--db", str(path)).stdout)
+    assert by_entity == [row for row in expected if row["entity_id"] == "c-1"]
+    by_kind = json.loads(cli("--json", "--kind", "session", "--db", f"sqlite:///{path}").stdout)
+    assert by_kind == [row for row in expected if row["kind"] == "session"]
+    assert json.loads(cli("--json", "--entity", "nobody", "--db", str(path)).stdout) == []
+
+
+def test_table_is_aligned(db):
+    path, expected = db
+    result = cli("--db", str(path))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == list(COLUMNS)
+    assert len(lines) == 1 + len(expected)
+    for column in ("trigger", "dest", "details"):
+        offset = lines[0].index(column)
+        assert all(line[offset - 2 : offset] == "  " for line in lines[1:]), column
+        assert all(line[offset] != " " for line in lines[1:]), column
+    assert '{"domain":"anweddol-c-1"}' in lines[1]
+    assert lines[3].split()[:5] == ["3", expected[2]["time"], "container", "c-1", "administer"]
+
+
+def test_missing_database_is_one_line_error(tmp_path):
+    result = cli("--db", str(tmp_path / "absent.sqlite3"))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert "journal database not found" in result.stderr
+    assert not (tmp_path / "absent.sqlite3").exists()

@@ -1,0 +1,75 @@
+"""A process killed in the middle of a journal transaction leaves no trace of it."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from anweddol_actors.journal import Journal
+from anweddol_actors.lifecycle import Lifecycle, replay
+
+# The child fires "start", then "stop" with a stall planted between the entity-row write
+# and the commit; the parent kills it there with SIGKILL. The stall is a TEMP trigger on
+# the child's own connection (reached through a private attribute: a fault-injection hook,
+# not an API), so the database file's schema is the production one.
+CHILD = textwrap.dedent(
+    """
+    import pathlib, sys, time
+    from anweddol_actors.journal import Journal
+    from anweddol_actors.lifecycle import Lifecycle
+
+    db, marker = sys.argv[1:]
+    journal = Journal(db)
+    lifecycle = Lifecycle("forwarder", "f1", journal, data={"port": 6150})
+    lifecycle.fire("start")
+
+    def stall():
+        pathlib.Path(marker).write_text("in the transaction")
+        time.sleep(120)
+        return 0
+
+    connection = journal._db.connection()
+    connection.create_function("stall", 0, stall)
+    connection.execute(
+        "CREATE TEMP TRIGGER stall_stop AFTER INSERT ON main.entities"
+        " WHEN NEW.state = 'stopped' BEGIN SELECT stall(); END"
+    )
+    lifecycle.fire("stop", data={"port": None})
+    print("the stop committed: the test did not kill in time", file=sys.stderr)
+    """
+)
+
+
+def test_sigkill_mid_transaction_loses_the_whole_transition(tmp_path):
+    db = tmp_path / "journal.sqlite3"
+    marker = tmp_path / "stalled"
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(db), str(marker)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not marker.exists():
+            assert child.poll() is None, child.stderr.read()
+            assert time.monotonic() < deadline, "the child never reached the stall"
+            time.sleep(0.02)
+        # Both rows of "stop" are written, uncommitted: the worst moment to die.
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+        child.stderr.close()
+    assert child.returncode == -signal.SIGKILL
+
+    with Journal(db, create=False) as journal:
+        rows = journal.history()
+        assert [(row["trigger"], row["dest"]) for row in rows] == [("start", "started")]
+        assert journal.entity("f1")["state"] == "started"
+        assert journal.entity("f1")["data"] == {"port": 6150}
+        assert replay("forwarder", rows) == "started"
+        # The survivor picks up where the journal says, and can finish the job.
+        resumed = Lifecycle.resume(journal, "f1")
+        assert resumed.fire("stop") == "stopped"
+        assert [row["id"] for row in journal.history()] == [1, 2]

@@ -1,0 +1,122 @@
+"""The machines are exactly the contract's, and the running machine follows the table."""
+
+import pytest
+
+from anweddol_actors.journal import Journal
+from anweddol_actors.lifecycle import SPECS, Edge, IllegalTransition, Lifecycle, MachineSpec, State
+from anweddol_actors.lifecycle.definitions import _validate
+
+# The contract (INTERFACES.md), written out leaf by leaf, independently of definitions.py:
+# kind -> {(source leaf, trigger): dest}.
+_ALIVE_SKELETON = ("created", "started")
+CONTRACT = {
+    "server": {
+        ("created", "start"): "started",
+        ("started", "stop"): "stopped",
+        **{(s, "fail"): "failed" for s in _ALIVE_SKELETON},
+        **{(s, "destroy"): "destroyed" for s in ("stopped", "failed")},
+    },
+    "session": {
+        ("created", "start"): "started_handshaking",
+        ("started_handshaking", "handshake"): "started_ready",
+        ("started_ready", "request"): "started_handling",
+        **{
+            (s, t): d
+            for s in ("created", "started_handshaking", "started_ready", "started_handling")
+            for t, d in (("close", "stopped"), ("fail", "failed"))
+        },
+        **{(s, "destroy"): "destroyed" for s in ("stopped", "failed")},
+    },
+    "container": {
+        ("created", "start"): "started_booting",
+        ("started_booting", "administer"): "started_administered",
+        ("started_administered", "serve"): "started_serving",
+        **{
+            (s, "stop"): "stopped"
+            for s in ("started_booting", "started_administered", "started_serving")
+        },
+        **{
+            (s, "fail"): "failed"
+            for s in ("created", "started_booting", "started_administered", "started_serving")
+        },
+        **{(s, "destroy"): "destroyed" for s in ("created", "stopped", "failed")},
+    },
+    "endpoint_shell": {
+        ("created", "open"): "started",
+        ("started", "close"): "stopped",
+        **{(s, "fail"): "failed" for s in _ALIVE_SKELETON},
+        **{(s, "destroy"): "destroyed" for s in ("created", "stopped", "failed")},
+    },
+    "forwarder": {
+        ("created", "start"): "started",
+        ("started", "stop"): "stopped",
+        **{(s, "fail"): "failed" for s in _ALIVE_SKELETON},
+        **{(s, "destroy"): "destroyed" for s in ("created", "stopped", "failed")},
+    },
+}
+LEAVES = {
+    "server": {"created", "started", "stopped", "destroyed", "failed"},
+    "session": {"created", "stopped", "destroyed", "failed"}
+    | {f"started_{c}" for c in ("handshaking", "ready", "handling")},
+    "container": {"created", "stopped", "destroyed", "failed"}
+    | {f"started_{c}" for c in ("booting", "administered", "serving")},
+    "endpoint_shell": {"created", "started", "stopped", "destroyed", "failed"},
+    "forwarder": {"created", "started", "stopped", "destroyed", "failed"},
+}
+
+
+def test_the_five_kinds_are_declared_in_order():
+    assert list(SPECS) == ["server", "session", "container", "endpoint_shell", "forwarder"]
+
+
+@pytest.mark.parametrize("kind", SPECS)
+def test_spec_matches_the_contract(kind):
+    spec = SPECS[kind]
+    assert set(spec.leaves) == LEAVES[kind]
+    assert spec.leaf_edges() == CONTRACT[kind]
+    assert spec.initial == "created"
+    assert spec.terminal == {"destroyed"}
+
+
+@pytest.mark.parametrize("kind", SPECS)
+def test_running_machine_takes_every_edge_and_no_other(kind):
+    # Exhaustive: every (state, trigger) pair, started from that state.
+    spec = SPECS[kind]
+    journal = Journal(":memory:")
+    for source in spec.leaves:
+        for trigger in spec.triggers:
+            lifecycle = Lifecycle(kind, f"{source}/{trigger}", journal, state=source)
+            expected = CONTRACT[kind].get((source, trigger))
+            assert lifecycle.can(trigger) == (expected is not None), (source, trigger)
+            if expected is None:
+                with pytest.raises(IllegalTransition):
+                    lifecycle.fire(trigger)
+                assert lifecycle.state == source
+            else:
+                assert lifecycle.fire(trigger) == expected
+    journal.close()
+
+
+_TEST_STATES = (State("created"), State("started", ("a",)), State("destroyed"))
+
+
+def _spec(*edges):
+    return MachineSpec("test", _TEST_STATES, tuple(edges))
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (_spec(Edge("go", ("nowhere",), "destroyed")), "unknown source"),
+        (_spec(Edge("go", ("created",), "started")), "not a leaf"),
+        (_spec(Edge("go", ("destroyed",), "created")), "leaves terminal state"),
+        (
+            _spec(Edge("go", ("started",), "created"), Edge("go", ("started_a",), "destroyed")),
+            "two edges",
+        ),
+        (MachineSpec("test", (State("x"),), ()), "initial state"),
+    ],
+)
+def test_malformed_specs_are_refused(spec, message):
+    with pytest.raises(ValueError, match=message):
+        _validate(spec)
