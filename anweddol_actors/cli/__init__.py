@@ -14,7 +14,7 @@ import sys
 from anweddol_actors import __version__
 
 # Order is the order shown by --help.
-SUBCOMMANDS = ("serve", "client", "statecharts", "journal", "image", "check")
+SUBCOMMANDS = ("serve", "client", "token", "statecharts", "journal", "image", "check")
 
 
 class CliError(Exception):

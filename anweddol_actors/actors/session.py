@@ -1,0 +1,230 @@
+"""Client sessions: one per connection, from the accepted socket to the closed one.
+
+The flow mirrors the seed server's handling of a client (accept event → key exchange →
+one request → its handler → close), but every step is a journalled transition of the
+session's machine, and the whole flow runs on the session's own thread: the listener only
+accepts, so a client that connects and says nothing delays nobody (PROTOCOL.md §4).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import traceback
+import uuid
+from typing import TYPE_CHECKING
+
+import pykka
+
+from anweddol_actors.core.client import (
+    RESPONSE_MSG_BAD_REQ,
+    RESPONSE_MSG_INTERNAL_ERROR,
+    ClientInstance,
+)
+from anweddol_actors.engine.events import (
+    CLIENT_CLOSED_BY_HANDLER,
+    CONTEXT_ERROR,
+    CONTEXT_HANDLE_END,
+    CONTEXT_NORMAL_PROCESS,
+    EVENT_CLIENT_CLOSED,
+    EVENT_CLIENT_INITIALIZED,
+    EVENT_CONNECTION_ACCEPTED,
+    EVENT_MALFORMED_REQUEST,
+    EVENT_REQUEST,
+    EVENT_RUNTIME_ERROR,
+    EVENT_UNHANDLED_VERB,
+)
+from anweddol_actors.lifecycle import Lifecycle
+
+if TYPE_CHECKING:
+    from anweddol_actors.engine.engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+class Session:
+    """The flow of one client connection. Runs on one thread from start to end."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.id = uuid.uuid4().hex
+        self.lifecycle = Lifecycle("session", self.id, engine.journal)
+        self.client: ClientInstance | None = None
+
+    # -- entry points --------------------------------------------------------------
+
+    def serve_socket(self, sock: socket.socket, address: tuple) -> None:
+        """Handle a freshly accepted socket: accept event, key exchange, then the request."""
+        engine = self.engine
+        try:
+            engine.fire(EVENT_CONNECTION_ACCEPTED, CONTEXT_NORMAL_PROCESS, {"client_socket": sock})
+            if sock.fileno() == -1:
+                # The seed's way to refuse a client: the handler closed the raw socket.
+                self.lifecycle.fire("close", details={"reason": "refused on connection"})
+                self.lifecycle.fire("destroy")
+                return
+            self.lifecycle.fire("start", data={"peer": address[0] if address else ""})
+            self.client = ClientInstance(
+                sock,
+                engine.client_timeout,
+                engine.rsa_wrapper,
+                exchange_keys=False,
+                max_message_size=engine.max_message_size,
+            )
+            self.client.exchangeKeys()
+        except Exception as exc:
+            self._fail(exc, {"client_socket": sock})
+            _close_quietly(sock)
+            return
+        self._handle_initialized()
+
+    def serve_client(self, client: ClientInstance) -> None:
+        """Handle a client whose keys were exchanged by the caller (seed ``handleClient``)."""
+        self.client = client
+        try:
+            self.lifecycle.fire("start", data={"peer": client.getIP()})
+            if not client.handshake_done and not client.isClosed():
+                client.exchangeKeys()
+        except Exception as exc:
+            self._fail(exc, {"client_instance": client})
+            return
+        self._handle_initialized()
+
+    # -- the flow ----------------------------------------------------------------------
+
+    def _handle_initialized(self) -> None:
+        engine = self.engine
+        client = self.client
+        assert client is not None
+        data = {"client_instance": client}
+        try:
+            self.lifecycle.fire("handshake")
+            if self._fire(EVENT_CLIENT_INITIALIZED, CONTEXT_NORMAL_PROCESS, data):
+                return self._end()
+            valid, request, errors = client.recvRequest()
+            self.lifecycle.fire(
+                "request",
+                details={"verb": request["verb"]} if valid else {"malformed": True},
+            )
+            if not valid:
+                if self._fire(
+                    EVENT_MALFORMED_REQUEST,
+                    CONTEXT_NORMAL_PROCESS,
+                    {"client_instance": client, "errors_dict": errors},
+                ):
+                    return self._end()
+                client.sendResponse(False, RESPONSE_MSG_BAD_REQ, reason=_describe(errors))
+                return self._end()
+            if self._fire(EVENT_REQUEST, CONTEXT_NORMAL_PROCESS, data):
+                return self._end()
+            routine = engine.request_handler(request["verb"])
+            if routine is None:
+                if self._fire(EVENT_UNHANDLED_VERB, CONTEXT_NORMAL_PROCESS, data):
+                    return self._end()
+                client.sendResponse(False, RESPONSE_MSG_BAD_REQ, reason="Unhandled verb")
+                return self._end()
+            routine(client_instance=client)
+        except Exception as exc:
+            self._fail(exc, {"client_instance": client})
+            return
+        self._end()
+
+    def _fire(self, event: str, context: int, data: dict) -> bool:
+        """Fire ``event``; True when the handler closed the client (the handle ends)."""
+        self.engine.fire(event, context, data)
+        return self.client is not None and self.client.isClosed()
+
+    def _end(self) -> None:
+        client = self.client
+        if client is not None and not client.isClosed():
+            client.closeConnection()
+        self.lifecycle.fire("close")
+        try:
+            self.engine.fire(EVENT_CLIENT_CLOSED, CONTEXT_HANDLE_END, {"client_instance": client})
+        finally:
+            self.lifecycle.fire("destroy")
+
+    def _fail(self, exc: BaseException, data: dict) -> None:
+        """A runtime error: counted, reported, answered where the channel still allows."""
+        engine = self.engine
+        client = self.client
+        engine.count_runtime_error()
+        if self.lifecycle.can("fail"):
+            self.lifecycle.fire("fail", context=CONTEXT_ERROR, details={"error": _one_line(exc)})
+        log.info("session %s failed: %s", self.id[:8], _one_line(exc))
+        try:
+            engine.fire(
+                EVENT_RUNTIME_ERROR,
+                CONTEXT_ERROR,
+                {"exception_object": exc, "traceback": _format_traceback(exc), **data},
+            )
+        except Exception:
+            log.exception("on_runtime_error handler raised")
+        if client is not None and not client.isClosed():
+            # Only a session whose key exchange is done and whose response is not yet sent
+            # can still be told; after a framing error the peer is not listening any more.
+            if client.handshake_done and not client.response_sent and _channel_ok(exc):
+                try:
+                    client.sendResponse(False, RESPONSE_MSG_INTERNAL_ERROR)
+                except Exception:
+                    pass
+            client.closeConnection()
+        try:
+            if client is not None:
+                engine.fire(EVENT_CLIENT_CLOSED, CONTEXT_ERROR, {"client_instance": client})
+        except Exception:
+            log.exception("on_client_closed handler raised")
+        finally:
+            if self.lifecycle.can("destroy"):
+                self.lifecycle.fire("destroy")
+
+
+class SessionActor(pykka.ThreadingActor):
+    """Runs one :class:`Session` on its own thread, then stops itself."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self.session = Session(engine)
+
+    def serve_socket(self, sock: socket.socket, address: tuple) -> None:
+        try:
+            self.session.serve_socket(sock, address)
+        finally:
+            self.actor_ref.stop(block=False)
+
+    def serve_client(self, client: ClientInstance) -> None:
+        try:
+            self.session.serve_client(client)
+        finally:
+            self.actor_ref.stop(block=False)
+
+
+def _channel_ok(exc: BaseException) -> bool:
+    from anweddol_actors.protocol import RemoteProtocolError
+
+    return not isinstance(exc, RemoteProtocolError | OSError)
+
+
+def _describe(errors: dict | None) -> str:
+    if not errors:
+        return "Malformed request"
+    return "; ".join(f"{key}: {value}" for key, value in errors.items())
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _format_traceback(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def _close_quietly(sock: socket.socket) -> None:
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+__all__ = ["Session", "SessionActor", "CLIENT_CLOSED_BY_HANDLER"]

@@ -1,0 +1,213 @@
+"""``python -m anweddol_actors serve``: run the server in the foreground.
+
+With no configuration file it serves the embedded default: QEMU emulation (or KVM where
+it works), ``user`` networking, the dev container image (built on first use), the SQLite
+journal, port 6150.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+
+from anweddol_actors.cli import CliError
+
+log = logging.getLogger("anweddol_actors.serve")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the server in the foreground",
+        description="Run the server in the foreground until SIGINT or SIGTERM.",
+    )
+    parser.add_argument("--config", "-c", metavar="FILE", help="configuration file (YAML)")
+    parser.add_argument("--bind", metavar="ADDR", help="address to listen on (server.bind_address)")
+    parser.add_argument(
+        "--port", type=int, metavar="N", help="port to listen on (server.listen_port)"
+    )
+    parser.add_argument(
+        "--iso", metavar="PATH", help="container ISO (container.container_iso_file_path)"
+    )
+    parser.add_argument("--database", metavar="PATH", help="journal database (server.database)")
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from anweddol_actors.config import ConfigError, load_config
+
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    if args.port is not None and not 0 <= args.port <= 65535:
+        raise CliError(f"--port: {args.port} is not a port number (0..65535)")
+
+    settings = settings_from_config(config)
+    if args.bind is not None:
+        settings.bind_address = args.bind
+    if args.port is not None:
+        settings.listen_port = args.port
+    if args.iso is not None:
+        settings.iso_path = args.iso
+    if args.database is not None:
+        settings.database = args.database
+
+    prepare_host(settings)
+    rsa_wrapper = load_or_create_keys(config)
+
+    from anweddol_actors.core.server import ServerInterface
+
+    try:
+        server = ServerInterface(
+            settings.iso_path,
+            settings.bind_address,
+            settings.listen_port,
+            settings.client_timeout,
+            runtime_rsa_wrapper=rsa_wrapper,
+            settings=settings,
+        )
+    except OSError as exc:
+        raise CliError(f"cannot open the journal {settings.database}: {exc}") from None
+    install_policies(server, config)
+
+    def stop(signum, frame) -> None:
+        log.info("signal %s: stopping", signum)
+        threading.Thread(target=server.stopServer, name="anweddol-stop").start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    @server.on_server_started
+    def announce(context, data) -> None:
+        host, port = server.listen_address[:2]
+        log.info("serving on %s:%s (ISO %s)", host or "0.0.0.0", port, settings.iso_path)
+
+    try:
+        server.startServer()
+    except OSError as exc:
+        server.close()
+        raise CliError(
+            f"cannot listen on {settings.bind_address or '0.0.0.0'}:{settings.listen_port}: "
+            f"{exc.strerror or exc}"
+        ) from None
+    server.close()
+    log.info("stopped")
+    return 0
+
+
+def settings_from_config(config):
+    """Engine settings from a loaded :class:`ServerConfig`."""
+    from anweddol_actors.engine.engine import Settings
+
+    container, server, forwarding = config.container, config.server, config.port_forwarding
+    return Settings(
+        iso_path=container.container_iso_file_path,
+        bind_address=server.bind_address,
+        listen_port=server.listen_port,
+        client_timeout=server.timeout,
+        max_message_size=server.max_message_size,
+        libvirt_uri=container.libvirt_uri,
+        network_mode=container.network_mode,
+        domain_type=container.domain_type,
+        nat_interface_name=container.nat_interface_name,
+        container_memory=container.container_memory,
+        container_vcpus=container.container_vcpus,
+        max_containers=container.max_allowed_running_container_domains,
+        port_range=tuple(forwarding.port_range),
+        forward_bind_address=forwarding.bind_address,
+        endpoint_username=container.endpoint_username,
+        endpoint_password=container.endpoint_password,
+        endpoint_listen_port=container.endpoint_listen_port,
+        password_length=container.client_password_length,
+        ready_timeout=container.ready_timeout,
+        database=server.database,
+        on_start_live_containers=server.on_start_live_containers,
+    )
+
+
+def prepare_host(settings) -> None:
+    """Start libvirt's daemons where nothing else does, and build the dev image if needed."""
+    from anweddol_actors.hypervisor.daemons import ensure_daemons
+
+    if settings.libvirt_uri.startswith("qemu:///") and os.geteuid() == 0:
+        try:
+            ensure_daemons()
+        except Exception as exc:
+            raise CliError(f"cannot start libvirt: {exc}") from None
+    if settings.iso_path is None:
+        from anweddol_actors.image.builder import ensure_image
+
+        try:
+            settings.iso_path = str(ensure_image())
+        except Exception as exc:
+            raise CliError(f"cannot build the dev container image: {exc}") from None
+    elif not os.access(settings.iso_path, os.R_OK):
+        raise CliError(f"container ISO {settings.iso_path} is missing or unreadable")
+
+
+def load_or_create_keys(config):
+    """The server's RSA key pair: loaded from its file, or made once and kept (0600)."""
+    from anweddol_actors.core.crypto import RSAWrapper
+    from anweddol_actors.protocol.crypto import private_pem
+
+    server = config.server
+    if server.enable_onetime_rsa_keys:
+        return RSAWrapper()
+    private_path = Path(server.private_rsa_key_file_path)
+    public_path = Path(server.public_rsa_key_file_path)
+    wrapper = RSAWrapper(generate_key_pair=False)
+    if private_path.exists():
+        try:
+            wrapper.setPrivateKey(private_path.read_bytes(), pem_format=True)
+        except Exception as exc:
+            raise CliError(f"{private_path}: not a usable RSA private key ({exc})") from None
+        return wrapper
+    log.info("generating the server's RSA-4096 key pair in %s", private_path.parent)
+    wrapper = RSAWrapper()
+    try:
+        private_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(private_pem(wrapper.private_key))
+        public_path.parent.mkdir(parents=True, exist_ok=True)
+        public_path.write_bytes(wrapper.getPublicKey(pem_format=True))
+    except OSError as exc:
+        raise CliError(f"cannot store the RSA keys in {private_path.parent}: {exc}") from None
+    return wrapper
+
+
+def install_policies(server, config) -> None:
+    """The deployed server's policies (PROTOCOL.md §3): IP filter and access tokens."""
+    from anweddol_actors.policy.ip_filter import IpFilter
+
+    ip_filter = config.ip_filter
+    if ip_filter.enabled:
+        policy = IpFilter(True, ip_filter.allowed_ip_list, ip_filter.denied_ip_list)
+        server.engine.settings.ip_allows = policy.allows
+    if config.access_token.enabled:
+        from anweddol_actors.core.client import RESPONSE_MSG_BAD_AUTH, RESPONSE_MSG_BAD_REQ
+        from anweddol_actors.policy.access_tokens import AccessTokenStore
+
+        store = AccessTokenStore(config.access_token.access_token_database_file_path)
+
+        @server.on_request
+        def check_access_token(context, data) -> None:
+            client = data["client_instance"]
+            token = (client.getStoredRequest() or {}).get("parameters", {}).get("access_token")
+            if not isinstance(token, str) or not token:
+                client.sendResponse(False, RESPONSE_MSG_BAD_REQ, reason="Access token is required")
+                client.closeConnection()
+            elif not store.verify(token):
+                client.sendResponse(False, RESPONSE_MSG_BAD_AUTH, reason="Invalid access token")
+                client.closeConnection()

@@ -1,0 +1,86 @@
+"""``python -m anweddol_actors token``: manage access tokens (when the policy is enabled).
+
+Tokens are printed once, at creation; only their SHA-256 is stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from anweddol_actors.cli import CliError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "token",
+        help="manage access tokens",
+        description="Create, list, enable, disable and delete access tokens.",
+    )
+    parser.add_argument("--config", "-c", metavar="FILE", help="configuration file (YAML)")
+    parser.add_argument(
+        "--db",
+        metavar="PATH",
+        help="token database (default: access_token.access_token_database_file_path)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = actions.add_parser("add", help="create a token and print it (once)")
+    add.add_argument("--disabled", action="store_true", help="create it disabled")
+    actions.add_parser("list", help="list the tokens' entry IDs (never the tokens)")
+    for name in ("enable", "disable", "delete"):
+        sub = actions.add_parser(name, help=f"{name} a token by entry ID")
+        sub.add_argument("entry_id", type=int)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from anweddol_actors.config import ConfigError, load_config
+    from anweddol_actors.policy.access_tokens import AccessTokenError, AccessTokenStore
+
+    path = args.db
+    if path is None:
+        try:
+            path = load_config(args.config).access_token.access_token_database_file_path
+        except ConfigError as exc:
+            raise CliError(str(exc)) from None
+    try:
+        store = AccessTokenStore(path)
+    except AccessTokenError as exc:
+        raise CliError(str(exc)) from None
+    with store:
+        if args.action == "add":
+            entry_id, token = store.add(disabled=args.disabled)
+            return _print(
+                args,
+                "New access token created",
+                {"entry_id": entry_id, "access_token": token},
+                f"entry {entry_id}: {token}",
+            )
+        if args.action == "list":
+            entries = store.list()
+            lines = (
+                "\n".join(
+                    f"{e.entry_id:>6}  {'enabled' if e.enabled else 'disabled':<8}  "
+                    f"created {e.creation_timestamp}"
+                    for e in entries
+                )
+                or "no access tokens"
+            )
+            return _print(
+                args, "Recorded entries ID", {"entry_list": [e.entry_id for e in entries]}, lines
+            )
+        action = getattr(store, args.action)
+        if not action(args.entry_id):
+            raise CliError(f"no access token with entry ID {args.entry_id} in {path}")
+        past = {"enable": "enabled", "disable": "disabled", "delete": "deleted"}[args.action]
+        return _print(args, f"Entry ID was {past}", {}, f"entry {args.entry_id} {past}")
+
+
+def _print(args: argparse.Namespace, message: str, data: dict, text: str) -> int:
+    # --json follows the original CLI's output structure (reference/cli_json_output.md).
+    if args.json:
+        print(json.dumps({"status": "OK", "message": message, "data": data}))
+    else:
+        print(text)
+    return 0

@@ -1,0 +1,455 @@
+"""``anweddol_actors.core.server``: the seed's ``ServerInterface``, name for name.
+
+Everything a seed user can reach is here (seed/server-api.md): the constants, the
+constructor and its defaults, the getters and setters, the request and event handler
+tables with the 19 ``on_*`` decorators, passive mode, ``executeRequestHandler``,
+``triggerEvent``, ``handleClient``, ``startServer``/``stopServer`` and ``with``.
+The work is done by :class:`anweddol_actors.engine.engine.Engine` below it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from anweddol_actors.core.client import (
+    RESPONSE_MSG_BAD_AUTH,
+    RESPONSE_MSG_BAD_REQ,
+    RESPONSE_MSG_INTERNAL_ERROR,
+    RESPONSE_MSG_OK,
+    RESPONSE_MSG_REFUSED_REQ,
+    RESPONSE_MSG_UNAVAILABLE,
+    RESPONSE_MSG_UNSPECIFIED,
+    ClientInstance,
+)
+from anweddol_actors.core.crypto import RSAWrapper
+from anweddol_actors.engine import requests
+from anweddol_actors.engine.engine import Engine, Settings
+from anweddol_actors.engine.events import (
+    ALL_EVENTS,
+    CLIENT_CLOSED_BY_HANDLER,
+    CONTEXT_AUTOMATIC_ACTION,
+    CONTEXT_DEFERRED_CALL,
+    CONTEXT_ERROR,
+    CONTEXT_HANDLE_END,
+    CONTEXT_NORMAL_PROCESS,
+    EVENT_AUTHENTICATION_ERROR,
+    EVENT_CLIENT_CLOSED,
+    EVENT_CLIENT_INITIALIZED,
+    EVENT_CONNECTION_ACCEPTED,
+    EVENT_CONTAINER_CREATED,
+    EVENT_CONTAINER_DOMAIN_STARTED,
+    EVENT_CONTAINER_DOMAIN_STOPPED,
+    EVENT_ENDPOINT_SHELL_CLOSED,
+    EVENT_ENDPOINT_SHELL_CREATED,
+    EVENT_ENDPOINT_SHELL_OPENED,
+    EVENT_FORWARDER_CREATED,
+    EVENT_FORWARDER_STARTED,
+    EVENT_FORWARDER_STOPPED,
+    EVENT_MALFORMED_REQUEST,
+    EVENT_REQUEST,
+    EVENT_RUNTIME_ERROR,
+    EVENT_SERVER_STARTED,
+    EVENT_SERVER_STOPPED,
+    EVENT_UNHANDLED_VERB,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SERVER_BIND_ADDRESS = ""
+DEFAULT_SERVER_LISTEN_PORT = 6150
+DEFAULT_CLIENT_TIMEOUT = 10
+DEFAULT_DIE_ON_ERROR = False
+DEFAULT_PASSIVE_MODE = False
+DEFAULT_ASYNCHRONOUS = False
+
+REQUEST_VERB_CREATE = "CREATE"
+REQUEST_VERB_DESTROY = "DESTROY"
+REQUEST_VERB_STAT = "STAT"
+
+# The seed exits with this code when stopServer(die_on_error=True) meets an error.
+_DIE_EXIT_CODE = 0xDEAD
+
+__all__ = [
+    "ServerInterface",
+    "DEFAULT_SERVER_BIND_ADDRESS",
+    "DEFAULT_SERVER_LISTEN_PORT",
+    "DEFAULT_CLIENT_TIMEOUT",
+    "DEFAULT_DIE_ON_ERROR",
+    "DEFAULT_PASSIVE_MODE",
+    "DEFAULT_ASYNCHRONOUS",
+    "REQUEST_VERB_CREATE",
+    "REQUEST_VERB_DESTROY",
+    "REQUEST_VERB_STAT",
+    "RESPONSE_MSG_OK",
+    "RESPONSE_MSG_BAD_AUTH",
+    "RESPONSE_MSG_BAD_REQ",
+    "RESPONSE_MSG_REFUSED_REQ",
+    "RESPONSE_MSG_UNAVAILABLE",
+    "RESPONSE_MSG_UNSPECIFIED",
+    "RESPONSE_MSG_INTERNAL_ERROR",
+    "CONTEXT_NORMAL_PROCESS",
+    "CONTEXT_AUTOMATIC_ACTION",
+    "CONTEXT_DEFERRED_CALL",
+    "CONTEXT_HANDLE_END",
+    "CONTEXT_ERROR",
+    *[name for name in globals() if name.startswith("EVENT_")],
+]
+
+
+class _VirtualizationInterface:
+    """What ``getRuntimeVirtualizationInterface`` hands out: the live containers."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def getStoredContainersAmount(self) -> int:
+        return self._engine.registry.count().get()
+
+    def listStoredContainers(self) -> list[str]:
+        return self._engine.registry.uuids().get()
+
+    def getStoredContainer(self, container_uuid: str):
+        entry = self._engine.registry.get(container_uuid).get()
+        return None if entry is None else entry.container_instance
+
+    def createContainer(self, iso_path: str | None = None, store: bool = False):
+        container = self._engine.new_container()
+        if iso_path:
+            container.setISOFilePath(iso_path)
+        return container
+
+    def getHypervisor(self):
+        return self._engine.hypervisor
+
+
+class _DatabaseInterface:
+    """What ``getRuntimeDatabaseInterface`` hands out: the hashed credentials store."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def getJournal(self):
+        return self._engine.journal
+
+    def addEntry(self, container_uuid: str) -> tuple[str, str]:
+        token = requests.new_client_token()
+        self._engine.journal.store_credentials(container_uuid, token)
+        return (container_uuid, token)
+
+    def verifyEntry(self, container_uuid: str, client_token: str) -> bool:
+        return self._engine.journal.verify_credentials(container_uuid, client_token)
+
+    def deleteEntry(self, container_uuid: str) -> None:
+        self._engine.journal.delete_credentials(container_uuid)
+
+
+class _PortForwardingInterface:
+    """What ``getRuntimePortForwardingInterface`` hands out: the forwarders of live containers."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def getForwardablePortRange(self) -> range:
+        low, high = self._engine.settings.port_range
+        return range(low, high + 1)
+
+    def getStoredForwarder(self, container_uuid: str):
+        entry = self._engine.registry.get(container_uuid).get()
+        return None if entry is None else entry.forwarder_instance
+
+    def listStoredForwarders(self) -> list[str]:
+        return self._engine.registry.uuids().get()
+
+
+def _event_decorator(event: str) -> Callable:
+    def decorator(self: ServerInterface, routine: Callable) -> Callable:
+        self.setEventHandler(event, routine)
+        return routine
+
+    decorator.__name__ = event
+    decorator.__doc__ = f"Decorator: make the decorated routine the handler of {event!r}."
+    return decorator
+
+
+class ServerInterface:
+    """The Anweddol server (seed API)."""
+
+    def __init__(
+        self,
+        runtime_container_iso_file_path: str | None = None,
+        bind_address: str = DEFAULT_SERVER_BIND_ADDRESS,
+        listen_port: int = DEFAULT_SERVER_LISTEN_PORT,
+        client_timeout: int | None = DEFAULT_CLIENT_TIMEOUT,
+        runtime_virtualization_interface: Any = None,
+        runtime_database_interface: Any = None,
+        runtime_port_forwarding_interface: Any = None,
+        runtime_rsa_wrapper: RSAWrapper | None = None,
+        passive_mode: bool = DEFAULT_PASSIVE_MODE,
+        *,
+        settings: Settings | None = None,
+        journal: Any = None,
+    ) -> None:
+        if settings is None:
+            settings = Settings()
+        settings.iso_path = runtime_container_iso_file_path or settings.iso_path
+        settings.bind_address = bind_address
+        settings.listen_port = listen_port
+        settings.client_timeout = client_timeout
+        if not settings.iso_path:
+            from anweddol_actors.image.builder import default_image_path
+
+            settings.iso_path = str(default_image_path())
+        self._passive = bool(passive_mode)
+        self._engine = Engine(
+            settings, passive=self._passive, rsa_wrapper=runtime_rsa_wrapper, journal=journal
+        )
+        self._virtualization = runtime_virtualization_interface or _VirtualizationInterface(
+            self._engine
+        )
+        self._database = runtime_database_interface or _DatabaseInterface(self._engine)
+        self._port_forwarding = runtime_port_forwarding_interface or _PortForwardingInterface(
+            self._engine
+        )
+        self._start_lock = threading.Lock()
+        self._closed = False
+        for verb, routine in (
+            (REQUEST_VERB_CREATE, self._handle_create_request),
+            (REQUEST_VERB_DESTROY, self._handle_destroy_request),
+            (REQUEST_VERB_STAT, self._handle_stat_request),
+        ):
+            self._engine.request_handlers[verb] = routine
+
+    # -- context manager and finaliser ----------------------------------------------------
+
+    def __enter__(self) -> ServerInterface:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.isRunning():
+            self.stopServer()
+
+    def __del__(self) -> None:
+        try:
+            if self.isRunning():
+                self.stopServer()
+        except Exception:
+            pass
+
+    # -- general usage --------------------------------------------------------------
+
+    def isRunning(self) -> bool:
+        return self._engine.running
+
+    def getRuntimeContainerISOFilePath(self) -> str:
+        return self._engine.settings.iso_path
+
+    def getRuntimeDatabaseInterface(self) -> Any:
+        return self._database
+
+    def getRuntimeVirtualizationInterface(self) -> Any:
+        return self._virtualization
+
+    def getRuntimeRSAWrapper(self) -> RSAWrapper | None:
+        return self._engine.rsa_wrapper
+
+    def getRuntimePortForwardingInterface(self) -> Any:
+        return self._port_forwarding
+
+    def getRuntimeStatistics(self) -> tuple[bool, int, int]:
+        return (self.isRunning(), self._engine.runtime_errors, self._engine.uptime())
+
+    def getRequestHandler(self, verb: str) -> Callable | None:
+        return self._engine.request_handlers.get(verb)
+
+    def getEventHandler(self, event: str) -> Callable | None:
+        return self._engine.events.get(event)
+
+    def setRuntimeContainerISOFilePath(self, iso_file_path: str) -> None:
+        self._engine.settings.iso_path = iso_file_path
+
+    def setRuntimeDatabaseInterface(self, database_interface: Any) -> None:
+        self._database = database_interface
+
+    def setRuntimeVirtualizationInterface(self, virtualization_interface: Any) -> None:
+        self._virtualization = virtualization_interface
+
+    def setRuntimeRSAWrapper(self, rsa_wrapper: RSAWrapper) -> None:
+        if self.isRunning():
+            raise RuntimeError("The RSA wrapper cannot change while the server is running")
+        self._engine.rsa_wrapper = rsa_wrapper
+
+    def setRuntimePortForwardingInterface(self, port_forwarding_interface: Any) -> None:
+        self._port_forwarding = port_forwarding_interface
+
+    # -- beyond the seed (snake_case) ------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def listen_address(self) -> tuple:
+        """The bound (address, port): useful with ``listen_port=0`` in tests."""
+        return self._engine.listen_address
+
+    # -- request / client handling ----------------------------------------------------
+
+    def setRequestHandler(self, verb: str, routine: Callable) -> None:
+        if not isinstance(verb, str) or not verb:
+            raise ValueError("verb must be a non-empty string")
+        if not callable(routine):
+            raise ValueError("routine must be callable")
+        self._engine.request_handlers[verb] = routine
+
+    def handleClient(
+        self, client_instance: ClientInstance, asynchronous: bool = DEFAULT_ASYNCHRONOUS
+    ) -> None:
+        if client_instance.isClosed():
+            raise RuntimeError("The client is closed")
+        self._engine.handle_client(client_instance, asynchronous)
+
+    # -- lifecycle control --------------------------------------------------------------
+
+    def startServer(self) -> None:
+        with self._start_lock:
+            if self.isRunning():
+                raise RuntimeError("The server is already running")
+            self._engine.start()
+        self._engine.fire(EVENT_SERVER_STARTED, CONTEXT_NORMAL_PROCESS, {})
+        if not self._passive:
+            # The seed's startServer blocks its thread until the server stops.
+            self._engine.wait_stopped()
+
+    def stopServer(self, die_on_error: bool = DEFAULT_DIE_ON_ERROR) -> None:
+        if not self.isRunning():
+            return
+        errors = self._engine.stop()
+        for exc in errors:
+            self._engine.count_runtime_error()
+            self._report_runtime_error(exc, CONTEXT_ERROR)
+        self._engine.fire(EVENT_SERVER_STOPPED, CONTEXT_NORMAL_PROCESS, {})
+        if errors and die_on_error:
+            os._exit(_DIE_EXIT_CODE)
+
+    def close(self) -> None:
+        """Stop if running and release the journal and libvirt connection (not in the seed)."""
+        if self._closed:
+            return
+        self.stopServer()
+        self._engine.close()
+        self._closed = True
+
+    # -- manual handler execution -----------------------------------------------------
+
+    def executeRequestHandler(
+        self,
+        verb: str,
+        client_instance: ClientInstance | None = None,
+        data: dict | None = None,
+        **kwargs: Any,
+    ) -> dict | None:
+        routine = self._engine.request_handlers.get(verb)
+        if routine is None:
+            raise RuntimeError(f"No request handler for verb {verb!r}")
+        if verb == REQUEST_VERB_DESTROY and routine == self._handle_destroy_request:
+            kwargs["credentials_dict"] = dict(data or {})
+        elif data:
+            kwargs.update(data)
+        if routine in (
+            self._handle_create_request,
+            self._handle_destroy_request,
+            self._handle_stat_request,
+        ):
+            return routine(
+                client_instance=client_instance,
+                passive_execution=self._passive or client_instance is None,
+                **kwargs,
+            )
+        return routine(client_instance=client_instance, **kwargs)
+
+    def triggerEvent(self, event: str, context: int, data: dict | None = None) -> Any:
+        if event not in ALL_EVENTS:
+            raise RuntimeError(f"The event {event!r} does not exist")
+        result = self._engine.fire(event, context, data or {})
+        if self._passive:
+            return result
+        client = (data or {}).get("client_instance")
+        if client is not None and client.isClosed():
+            return CLIENT_CLOSED_BY_HANDLER
+        return None
+
+    # -- events ----------------------------------------------------------------------
+
+    def setEventHandler(self, event: str, routine: Callable) -> None:
+        if event not in ALL_EVENTS:
+            raise RuntimeError(f"The event {event!r} does not exist")
+        if not callable(routine):
+            raise ValueError("routine must be callable")
+        self._engine.events.set(event, routine)
+
+    on_container_created = _event_decorator(EVENT_CONTAINER_CREATED)
+    on_container_domain_started = _event_decorator(EVENT_CONTAINER_DOMAIN_STARTED)
+    on_container_domain_stopped = _event_decorator(EVENT_CONTAINER_DOMAIN_STOPPED)
+    on_forwarder_created = _event_decorator(EVENT_FORWARDER_CREATED)
+    on_forwarder_started = _event_decorator(EVENT_FORWARDER_STARTED)
+    on_forwarder_stopped = _event_decorator(EVENT_FORWARDER_STOPPED)
+    on_endpoint_shell_created = _event_decorator(EVENT_ENDPOINT_SHELL_CREATED)
+    on_endpoint_shell_opened = _event_decorator(EVENT_ENDPOINT_SHELL_OPENED)
+    on_endpoint_shell_closed = _event_decorator(EVENT_ENDPOINT_SHELL_CLOSED)
+    on_server_started = _event_decorator(EVENT_SERVER_STARTED)
+    on_server_stopped = _event_decorator(EVENT_SERVER_STOPPED)
+    on_client_initialized = _event_decorator(EVENT_CLIENT_INITIALIZED)
+    on_client_closed = _event_decorator(EVENT_CLIENT_CLOSED)
+    on_connection_accepted = _event_decorator(EVENT_CONNECTION_ACCEPTED)
+    on_request = _event_decorator(EVENT_REQUEST)
+    on_authentication_error = _event_decorator(EVENT_AUTHENTICATION_ERROR)
+    on_runtime_error = _event_decorator(EVENT_RUNTIME_ERROR)
+    on_malformed_request = _event_decorator(EVENT_MALFORMED_REQUEST)
+    on_unhandled_verb = _event_decorator(EVENT_UNHANDLED_VERB)
+
+    # -- the seed's private handlers (their names are part of what users subclass) -------
+
+    def _handle_create_request(
+        self,
+        client_instance: ClientInstance | None = None,
+        passive_execution: bool = False,
+        **kwargs: Any,
+    ) -> dict | None:
+        return requests.handle_create(self._engine, client_instance, passive_execution, **kwargs)
+
+    def _handle_destroy_request(
+        self,
+        client_instance: ClientInstance | None = None,
+        passive_execution: bool = False,
+        credentials_dict: dict | None = None,
+        **kwargs: Any,
+    ) -> dict | None:
+        return requests.handle_destroy(
+            self._engine, client_instance, passive_execution, credentials_dict, **kwargs
+        )
+
+    def _handle_stat_request(
+        self,
+        client_instance: ClientInstance | None = None,
+        passive_execution: bool = False,
+        **kwargs: Any,
+    ) -> dict | None:
+        return requests.handle_stat(self._engine, client_instance, passive_execution, **kwargs)
+
+    def _report_runtime_error(self, exc: BaseException, context: int) -> None:
+        try:
+            self._engine.fire(
+                EVENT_RUNTIME_ERROR,
+                context,
+                {
+                    "exception_object": exc,
+                    "traceback": "".join(traceback.format_exception(exc)),
+                },
+            )
+        except Exception:
+            log.exception("on_runtime_error handler raised")
