@@ -4,10 +4,8 @@ generation would dominate the run time)."""
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
+from serverharness import RunningServer
 
 from anweddol_actors.core.crypto import RSAWrapper
 from anweddol_actors.core.server import ServerInterface
@@ -23,30 +21,6 @@ def server_rsa() -> RSAWrapper:
 @pytest.fixture(scope="session")
 def client_key():
     return generate_private_key(2048)
-
-
-class RunningServer:
-    def __init__(self, server: ServerInterface) -> None:
-        self.server = server
-        self.thread = threading.Thread(target=server.startServer, daemon=True)
-
-    @property
-    def address(self) -> tuple:
-        return ("127.0.0.1", self.server.listen_address[1])
-
-    def start(self) -> RunningServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.isRunning():
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        self.server.stopServer()
-        self.thread.join(timeout=30)
-        assert not self.thread.is_alive()
-        self.server.close()
 
 
 @pytest.fixture

@@ -3,35 +3,17 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from rawpeer import RawPeer, closed_by_peer
+from serverharness import record_events, wait_for
 
 import anweddol_actors
 from anweddol_actors.client import Client
 from anweddol_actors.core import server as seed
 from anweddol_actors.core.server import ServerInterface
 
-
-def record_all_events(server: ServerInterface) -> list[tuple[str, int, dict]]:
-    seen: list[tuple[str, int, dict]] = []
-    lock = threading.Lock()
-    for event in [getattr(seed, name) for name in dir(seed) if name.startswith("EVENT_")]:
-
-        def handler(context, data, _event=event):
-            with lock:
-                seen.append((_event, context, data))
-
-        getattr(server, event)(handler)  # the decorator form: @server.on_x
-    return seen
-
-
-def wait_for(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
+record_all_events = record_events
 
 
 def names(seen) -> list[str]:
