@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # transitions logs every callback at INFO; our journal already records each transition.
+    logging.getLogger("transitions").setLevel(max(logging.WARNING, logging.root.level))
     try:
         config = load_config(args.config)
     except ConfigError as exc:
