@@ -36,7 +36,7 @@ class ContainerSettings:
     network_mode: str = "user"
     nat_interface_name: str = "virbr0"
     guest_port_range: tuple[int, int] = (30000, 39999)
-    console_log_dir: str | None = None
+    owner: str | None = None
 
 
 class ContainerActor(pykka.ThreadingActor):
@@ -46,15 +46,22 @@ class ContainerActor(pykka.ThreadingActor):
         journal: Journal,
         hypervisor: Hypervisor,
         settings: ContainerSettings,
+        lifecycle: Lifecycle | None = None,
     ) -> None:
+        """``lifecycle``: a resumed one, to adopt a container a previous run left serving."""
         super().__init__()
         self.uuid = container_uuid
         self.hypervisor = hypervisor
         self.settings = settings
-        self.lifecycle = Lifecycle("container", container_uuid, journal)
+        self.lifecycle = lifecycle or Lifecycle("container", container_uuid, journal)
         self.guest_address: tuple[str, int] | None = None
         self.forward_port: int | None = None
         self.spec: DomainSpec | None = None
+        if lifecycle is not None:
+            data = lifecycle.data
+            self.forward_port = data.get("forward_port")
+            if data.get("guest_address"):
+                self.guest_address = tuple(data["guest_address"])
 
     # -- settings that handlers may change before the domain starts --------------------
 
@@ -115,6 +122,7 @@ class ContainerActor(pykka.ThreadingActor):
                 network=settings.network_mode,
                 forward_port=port,
                 nat_interface_name=settings.nat_interface_name,
+                owner=settings.owner,
             )
             try:
                 self.hypervisor.create_domain(spec)
@@ -129,10 +137,18 @@ class ContainerActor(pykka.ThreadingActor):
         if port is not None:
             self.guest_address = ("127.0.0.1", port)
         try:
+            # What a later run needs to adopt or clean up this container (DESIGN.md, Journal).
             self.lifecycle.fire(
                 "start",
                 context=context,
-                data={"domain_uuid": self.uuid, "forward_port": port, "network": spec.network},
+                data={
+                    "domain_uuid": self.uuid,
+                    "forward_port": port,
+                    "network": spec.network,
+                    "iso_path": str(settings.iso_path),
+                    "memory_mib": settings.memory_mib,
+                    "vcpus": settings.vcpus,
+                },
             )
         except Exception:
             self.hypervisor.destroy_domain(self.uuid)
@@ -148,11 +164,15 @@ class ContainerActor(pykka.ThreadingActor):
             )
         return self.guest_address
 
-    def mark_administered(self, username: str) -> None:
-        self.lifecycle.fire("administer", details={"username": username})
+    def mark_administered(self, username: str, context: int | None = None) -> None:
+        self.lifecycle.fire("administer", context=context, details={"username": username})
 
-    def mark_serving(self, forwarder_port: int) -> None:
-        self.lifecycle.fire("serve", data={"listen_port": forwarder_port})
+    def mark_serving(self, forwarder_port: int, context: int | None = None) -> None:
+        self.lifecycle.fire(
+            "serve",
+            context=context,
+            data={"listen_port": forwarder_port, "guest_address": list(self.guest_address or ())},
+        )
 
     def stop_domain(self, context: int | None = None, reason: str | None = None) -> bool:
         """Destroy the domain (if any) and move to ``stopped``/``failed``, then ``destroyed``.

@@ -27,13 +27,15 @@ class ForwarderActor(pykka.ThreadingActor):
         port_range: tuple[int, int],
         bind_address: str,
         target: tuple[str, int],
+        lifecycle: Lifecycle | None = None,
     ) -> None:
+        """``lifecycle``: a resumed one (state ``started``), to adopt a previous run's."""
         super().__init__()
         self.id = forwarder_id
         self.target = target
         self.bind_address = bind_address
         self.port_range = port_range
-        self.lifecycle = Lifecycle("forwarder", forwarder_id, journal)
+        self.lifecycle = lifecycle or Lifecycle("forwarder", forwarder_id, journal)
         self._socket = None
         self._relay: Relay | None = None
 
@@ -74,6 +76,15 @@ class ForwarderActor(pykka.ThreadingActor):
         except Exception:
             self._close()
             raise
+        return port
+
+    def resume_forwarding(self) -> int:
+        """Relay again on the journalled port after a restart; no transition (still started)."""
+        if self.lifecycle.state != "started":
+            raise RuntimeError(f"forwarder {self.id} is {self.lifecycle.state}, not started")
+        port = self.reserve()
+        self._relay = Relay(self._socket, self.target, name=f"forwarder-{self.id[:8]}")
+        self._relay.start()
         return port
 
     def stop_forwarding(self, context: int | None = None, reason: str | None = None) -> bool:

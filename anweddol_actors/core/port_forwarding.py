@@ -28,6 +28,7 @@ class ForwarderInstance:
         journal: Journal | None = None,
         port_range: tuple[int, int] | None = None,
         bind_address: str = "",
+        lifecycle: Any = None,
     ) -> None:
         self._container_uuid = container_uuid or str(uuid_module.uuid4())
         if port_range is None:
@@ -40,6 +41,7 @@ class ForwarderInstance:
             port_range,
             bind_address,
             (container_ip, container_destination_port),
+            lifecycle,
         ).proxy()
 
     @property

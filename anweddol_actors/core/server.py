@@ -200,6 +200,8 @@ class ServerInterface:
         settings.bind_address = bind_address
         settings.listen_port = listen_port
         settings.client_timeout = client_timeout
+        # No ISO given: the dev image, built on first start if it is not there yet.
+        self._build_default_image = not settings.iso_path
         if not settings.iso_path:
             from anweddol_actors.image.builder import default_image_path
 
@@ -319,6 +321,10 @@ class ServerInterface:
         with self._start_lock:
             if self.isRunning():
                 raise RuntimeError("The server is already running")
+            if self._build_default_image and not self._passive:
+                from anweddol_actors.image.builder import ensure_image
+
+                self._engine.settings.iso_path = str(ensure_image())
             self._engine.start()
         self._engine.fire(EVENT_SERVER_STARTED, CONTEXT_NORMAL_PROCESS, {})
         if not self._passive:

@@ -84,7 +84,10 @@ class ContainerInstance:
         domain_type: str = DEFAULT_DOMAIN_TYPE,
         shell_timeout: float = 10.0,
         guest_port_range: tuple[int, int] = (30000, 39999),
+        lifecycle: Any = None,
+        owner: str | None = None,
     ) -> None:
+        self._lifecycle = lifecycle  # a resumed one when a restarted server adopts it
         self._uuid = container_uuid or str(uuid_module.uuid4())
         self._journal = journal if journal is not None else Journal(":memory:")
         self._hypervisor = hypervisor
@@ -98,6 +101,7 @@ class ContainerInstance:
             network_mode=network_mode,
             nat_interface_name=nat_interface_name,
             guest_port_range=guest_port_range,
+            owner=owner,
         )
         self._actor = None
         self._endpoint_shell: EndpointShellInstance | None = None
@@ -111,7 +115,7 @@ class ContainerInstance:
         if self._settings.domain_type == "auto":
             self._settings.domain_type = hypervisor.detect_domain_type()
         self._actor = ContainerActor.start(
-            self._uuid, self._journal, hypervisor, self._settings
+            self._uuid, self._journal, hypervisor, self._settings, self._lifecycle
         ).proxy()
 
     @property

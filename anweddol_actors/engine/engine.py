@@ -6,7 +6,10 @@ starts its parts in dependency order and stops them in reverse.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import socket
 import threading
 import time
 import uuid
@@ -21,10 +24,19 @@ from anweddol_actors.actors.session import SessionActor
 from anweddol_actors.core.crypto import RSAWrapper
 from anweddol_actors.engine.events import CONTEXT_AUTOMATIC_ACTION, EventBus
 from anweddol_actors.engine.listener import Listener
-from anweddol_actors.journal import Journal
+from anweddol_actors.journal import Journal, database_path
 from anweddol_actors.lifecycle import Lifecycle
 
 log = logging.getLogger(__name__)
+
+
+def _owner_of(database: str | None) -> str:
+    """This server's mark on its domains: stable for a journal file (so a restart finds
+    its orphans), random for an in-memory journal."""
+    if database is None or database_path(database) == ":memory:":
+        return uuid.uuid4().hex[:16]
+    where = f"{socket.gethostname()}:{os.path.realpath(database_path(database))}"
+    return hashlib.sha256(where.encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -40,8 +52,10 @@ class Settings:
     network_mode: str = "user"
     domain_type: str = "auto"
     nat_interface_name: str = "virbr0"
-    container_memory: int = 256
-    container_vcpus: int = 1
+    # The seed's container defaults; the embedded configuration of `serve` sizes them for
+    # the dev image (256 MiB, 1 vCPU).
+    container_memory: int = 2048
+    container_vcpus: int = 2
     max_containers: int | None = 6
     port_range: tuple[int, int] = (10000, 20000)
     forward_bind_address: str = ""
@@ -75,6 +89,7 @@ class Engine:
         # Passive servers talk to no client: no key pair (the seed's rule).
         self.rsa_wrapper = rsa_wrapper if (rsa_wrapper is not None or passive) else RSAWrapper()
         self.lifecycle = Lifecycle("server", uuid.uuid4().hex, self.journal)
+        self.owner = _owner_of(settings.database if journal is None else None)
         self.registry = Registry.start(settings.max_containers).proxy()
         self._hypervisor = None
         self._hypervisor_lock = threading.Lock()
@@ -153,6 +168,7 @@ class Engine:
             domain_type=settings.domain_type,
             shell_timeout=settings.shell_timeout,
             guest_port_range=settings.guest_port_range,
+            owner=self.owner,
         )
 
     def new_forwarder(self, container_uuid: str, host: str, port: int):
@@ -293,33 +309,123 @@ class Engine:
     def reconcile(self) -> None:
         """Make the journal and libvirt agree after a crash or an unclean stop.
 
-        Containers the journal still thinks alive are destroyed (their credentials with
-        them), and so are domains carrying our marker that no live entity claims.
+        Containers the journal still thinks alive are adopted (``on_start_live_containers:
+        adopt``: their forwarder relays again on the same port and their credentials keep
+        working) when their domain still runs and they were serving, else destroyed with
+        their credentials. Domains carrying our marker that no live entity claims are
+        destroyed. Sessions, shells and forwarders of the earlier run are retired.
         """
         live = self.journal.live_entities()
         containers = [row for row in live if row["kind"] == "container"]
-        needs_libvirt = bool(containers)
         try:
-            hypervisor = self.hypervisor if (needs_libvirt or self._libvirt_reachable()) else None
+            hypervisor = self.hypervisor if containers or self._libvirt_reachable() else None
         except Exception as exc:
             log.warning("libvirt unreachable, reconciliation skipped: %s", exc)
             hypervisor = None
-        for row in live:
-            if row["kind"] in ("server", "session", "endpoint_shell", "forwarder"):
-                self._retire(row)
+        adopted: set[str] = set()
         for row in containers:
             if hypervisor is None:
+                continue
+            if self.settings.on_start_live_containers == "adopt" and self._adopt(row):
+                adopted.add(row["entity_id"])
                 continue
             hypervisor.destroy_domain(row["entity_id"])
             self.journal.delete_credentials(row["entity_id"])
             self._retire(row)
+        for row in live:
+            if row["kind"] == "container":
+                continue
+            owner = row["entity_id"].split(".", 1)[0]
+            if row["kind"] == "forwarder" and owner in adopted:
+                continue
+            self._retire(row)
         if hypervisor is not None:
-            for domain_uuid in hypervisor.list_marked():
-                log.warning("destroying orphaned domain %s", domain_uuid)
-                hypervisor.destroy_domain(domain_uuid)
+            for domain_uuid in hypervisor.list_marked(owner=self.owner):
+                if domain_uuid not in adopted:
+                    log.warning("destroying orphaned domain %s", domain_uuid)
+                    hypervisor.destroy_domain(domain_uuid)
+
+    def _adopt(self, row: dict) -> bool:
+        """Take over a container a previous run left serving; False when it cannot be."""
+        from anweddol_actors.actors.registry import LiveContainer
+        from anweddol_actors.core.port_forwarding import ForwarderInstance
+        from anweddol_actors.core.virtualization import ContainerInstance
+
+        container_uuid, data = row["entity_id"], row["data"]
+        forwarder_row = self.journal.entity(f"{container_uuid}.forwarder", kind="forwarder")
+        if (
+            row["state"] != "started_serving"
+            or forwarder_row is None
+            or forwarder_row["state"] != "started"
+            or not self.hypervisor.is_active(container_uuid)
+        ):
+            return False
+        port = forwarder_row["data"]["port"]
+        target = tuple(forwarder_row["data"]["target"])
+        container = ContainerInstance(
+            data.get("iso_path", self.settings.iso_path),
+            container_uuid,
+            data.get("memory_mib", self.settings.container_memory),
+            data.get("vcpus", self.settings.container_vcpus),
+            self.settings.nat_interface_name,
+            journal=self.journal,
+            hypervisor=self.hypervisor,
+            network_mode=data.get("network", self.settings.network_mode),
+            domain_type=self.settings.domain_type,
+            owner=self.owner,
+            lifecycle=Lifecycle(
+                "container", container_uuid, self.journal, data, state=row["state"]
+            ),
+        )
+        forwarder = ForwarderInstance(
+            None,
+            target[0],
+            container_uuid,
+            target[1],
+            journal=self.journal,
+            port_range=(port, port),
+            bind_address=self.settings.forward_bind_address,
+            lifecycle=Lifecycle(
+                "forwarder",
+                forwarder_row["entity_id"],
+                self.journal,
+                forwarder_row["data"],
+                state="started",
+            ),
+        )
+        try:
+            forwarder.actor.resume_forwarding().get()
+        except Exception as exc:
+            log.warning("cannot adopt container %s: %s", container_uuid, exc)
+            forwarder.stop_actor()
+            container.actor.actor_ref.stop()  # its on_stop destroys the domain, journalled
+            self.journal.delete_credentials(container_uuid)
+            retired = self.journal.entity(f"{container_uuid}.forwarder", kind="forwarder")
+            if retired is not None and retired["state"] != "destroyed":
+                self._retire(retired)
+            return True  # handled: nothing left to destroy
+        self.registry.reserve_slot().get()
+        self.registry.add(
+            LiveContainer(
+                uuid=container_uuid,
+                container=container.actor,
+                forwarder=forwarder.actor,
+                container_instance=container,
+                forwarder_instance=forwarder,
+            )
+        ).get()
+        log.info("adopted container %s (port %s)", container_uuid, port)
+        return True
 
     def _libvirt_reachable(self) -> bool:
-        return self._hypervisor is not None
+        """Whether libvirt answers (opening the connection): orphans may exist without
+        any live entity, e.g. a crash between creating a domain and journalling it."""
+        try:
+            self.hypervisor  # noqa: B018 - opens the connection
+        except Exception as exc:
+            log.warning("libvirt unreachable, orphan check skipped: %s", exc)
+            return False
+        return True
 
     def _retire(self, row: dict) -> None:
         """Move a stale entity of an earlier run to ``destroyed``, journalled."""

@@ -233,7 +233,7 @@ def _create(engine: Engine, done: _CreateSteps, fire) -> dict:
 
     username, password = shell.generateClientSSHCredentials(settings.password_length)
     shell.administrateContainer()
-    container.actor.mark_administered(username).get()
+    container.actor.mark_administered(username, CONTEXT_NORMAL_PROCESS).get()
 
     shell.closeShell()
     shell.stop_actor()
@@ -254,7 +254,7 @@ def _create(engine: Engine, done: _CreateSteps, fire) -> dict:
     token = new_client_token()
     engine.journal.store_credentials(container.getUUID(), token)
     done.credentials_stored = True
-    container.actor.mark_serving(listen_port).get()
+    container.actor.mark_serving(listen_port, CONTEXT_NORMAL_PROCESS).get()
     engine.registry.add(
         LiveContainer(
             uuid=container.getUUID(),

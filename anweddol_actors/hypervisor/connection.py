@@ -28,6 +28,7 @@ from anweddol_actors.hypervisor.domain_xml import (
     MARKER_NAMESPACE,
     MARKER_PREFIX,
     DomainSpec,
+    marker_owner,
     marker_uuid,
     render_domain_xml,
 )
@@ -277,8 +278,9 @@ class Hypervisor:
                 return False
             raise HypervisorError(f"cannot query domain {uuid}: {exc}") from exc
 
-    def list_marked(self) -> list[str]:
-        """UUIDs of the domains carrying our marker (active or defined)."""
+    def list_marked(self, owner: str | None = None) -> list[str]:
+        """UUIDs of the domains carrying our marker (active or defined); with ``owner``,
+        only those that server owns."""
         try:
             domains = self._conn.listAllDomains(0)
         except libvirt.libvirtError as exc:
@@ -291,7 +293,9 @@ class Hypervisor:
                 metadata = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, MARKER_NAMESPACE)
             except libvirt.libvirtError:
                 continue  # no metadata of ours: someone else's "anweddol-..." domain
-            if marker_uuid(metadata) is not None:
+            if marker_uuid(metadata) is not None and (
+                owner is None or marker_owner(metadata) == owner
+            ):
                 found.append(dom.UUIDString())
         return sorted(found)
 

@@ -45,6 +45,9 @@ class DomainSpec:
     forward_port: int | None = None
     nat_interface_name: str = DEFAULT_NAT_INTERFACE_NAME
     console_log: Path | None = None
+    # Which server (journal) owns the domain: a restarted server cleans up only its own
+    # orphans, never another server's domains on the same host.
+    owner: str | None = None
 
     def __post_init__(self) -> None:
         # Normalise and validate early: a bad spec must fail before libvirt is involved.
@@ -102,6 +105,8 @@ def render_domain_xml(spec: DomainSpec) -> str:
     marker = _sub(metadata, f"{{{MARKER_NAMESPACE}}}container")
     _sub(marker, f"{{{MARKER_NAMESPACE}}}uuid", spec.uuid)
     _sub(marker, f"{{{MARKER_NAMESPACE}}}network", spec.network)
+    if spec.owner:
+        _sub(marker, f"{{{MARKER_NAMESPACE}}}owner", spec.owner)
     _sub(domain, "memory", str(spec.memory_mib), unit="MiB")
     _sub(domain, "currentMemory", str(spec.memory_mib), unit="MiB")
     _sub(domain, "vcpu", str(spec.vcpus), placement="static")
@@ -173,6 +178,18 @@ def render_domain_xml(spec: DomainSpec) -> str:
 
 def _local(tag: str) -> str:
     return tag.rpartition("}")[2]
+
+
+def marker_owner(metadata_xml: str) -> str | None:
+    """The owner recorded in our metadata element, if any."""
+    try:
+        root = ET.fromstring(metadata_xml)
+    except ET.ParseError:
+        return None
+    for child in root:
+        if _local(child.tag) == "owner" and child.text:
+            return child.text.strip()
+    return None
 
 
 def marker_uuid(metadata_xml: str) -> str | None:
