@@ -21,7 +21,8 @@ from anweddol_actors.config import (
 from anweddol_actors.config.model import SECTION_TYPES
 from anweddol_actors.config.schema import DEFAULTS, SECTIONS
 
-REFERENCE_CONFIG = Path("/work/shared/reference/config.yaml")
+# shared/ sits beside the checkout (the project layout, and CI's).
+REFERENCE_CONFIG = Path(__file__).resolve().parents[3] / "shared/reference/config.yaml"
 PACKAGE_DEFAULT = Path(__file__).resolve().parents[2] / "anweddol_actors/config/default.yaml"
 DOCS = Path(__file__).resolve().parents[2] / "docs/configuration.md"
 
