@@ -8,19 +8,15 @@ client that asked for it, and a stop request is never queued behind a long wait.
 
 from __future__ import annotations
 
-import logging
 import random
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import pykka
-
+from anweddol_actors.actors.base import OwningActor, finish
 from anweddol_actors.hypervisor import DomainSpec, ForwardPortInUse, Hypervisor
 from anweddol_actors.journal import Journal
 from anweddol_actors.lifecycle import Lifecycle
-
-log = logging.getLogger(__name__)
 
 # How many host ports a user-mode domain may try before giving up: QEMU reports a taken
 # port only when the domain starts (IMAGE-NOTES.md), so "try, and pick another" it is.
@@ -39,7 +35,7 @@ class ContainerSettings:
     owner: str | None = None
 
 
-class ContainerActor(pykka.ThreadingActor):
+class ContainerActor(OwningActor):
     def __init__(
         self,
         container_uuid: str,
@@ -180,28 +176,13 @@ class ContainerActor(pykka.ThreadingActor):
         Returns True when this call ended a domain that was running (the caller fires
         ``on_container_domain_stopped``); idempotent.
         """
-        state = self.lifecycle.state
-        if state == "destroyed":
+        if self.lifecycle.state == "destroyed":
             return False
-        was_started = state.startswith("started")
+        was_started = self.lifecycle.is_in("started")
         self.hypervisor.destroy_domain(self.uuid)
-        details = {"reason": reason} if reason else None
-        if was_started and reason is None:
-            self.lifecycle.fire("stop", context=context, details=details)
-        elif self.lifecycle.can("fail") and reason is not None:
-            self.lifecycle.fire("fail", context=context, details=details)
-        self.lifecycle.fire("destroy", context=context)
+        finish(self.lifecycle, "stop", context, reason)
         return was_started
 
-    def on_stop(self) -> None:
-        self._release()
-
-    def on_failure(self, exception_type, exception_value, traceback) -> None:
-        self._release()
-
-    def _release(self) -> None:
+    def release(self) -> None:
         if self.lifecycle.state != "destroyed":
-            try:
-                self.stop_domain(reason="actor stopped")
-            except Exception:
-                log.exception("could not release container %s", self.uuid)
+            self.stop_domain(reason="actor stopped")

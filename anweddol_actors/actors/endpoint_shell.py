@@ -7,18 +7,13 @@ between the steps, after each step's transition is journalled.
 
 from __future__ import annotations
 
-import logging
-
-import pykka
-
+from anweddol_actors.actors.base import OwningActor, finish
 from anweddol_actors.guest.shell import EndpointShell
 from anweddol_actors.journal import Journal
 from anweddol_actors.lifecycle import Lifecycle
 
-log = logging.getLogger(__name__)
 
-
-class EndpointShellActor(pykka.ThreadingActor):
+class EndpointShellActor(OwningActor):
     def __init__(
         self,
         shell_id: str,
@@ -94,24 +89,8 @@ class EndpointShellActor(pykka.ThreadingActor):
                 self.shell.close()
             finally:
                 self.shell = None
-        if self.lifecycle.state == "started":
-            self.lifecycle.fire(
-                "fail" if reason else "close",
-                context=context,
-                details={"reason": reason} if reason else None,
-            )
-        if self.lifecycle.can("destroy"):
-            self.lifecycle.fire("destroy", context=context)
+        finish(self.lifecycle, "close", context, reason)
         return was_open
 
-    def on_stop(self) -> None:
-        self._release()
-
-    def on_failure(self, exception_type, exception_value, traceback) -> None:
-        self._release()
-
-    def _release(self) -> None:
-        try:
-            self.close(reason="actor stopped" if self.shell is not None else None)
-        except Exception:
-            log.exception("could not release endpoint shell %s", self.id)
+    def release(self) -> None:
+        self.close(reason="actor stopped" if self.shell is not None else None)

@@ -7,19 +7,14 @@ the client; the relay itself runs on its own event-loop thread.
 
 from __future__ import annotations
 
-import logging
-
-import pykka
-
+from anweddol_actors.actors.base import OwningActor, finish
 from anweddol_actors.forwarding.ports import reserve_port
 from anweddol_actors.forwarding.relay import Relay
 from anweddol_actors.journal import Journal
 from anweddol_actors.lifecycle import Lifecycle
 
-log = logging.getLogger(__name__)
 
-
-class ForwarderActor(pykka.ThreadingActor):
+class ForwarderActor(OwningActor):
     def __init__(
         self,
         forwarder_id: str,
@@ -91,15 +86,7 @@ class ForwarderActor(pykka.ThreadingActor):
         """Stop relaying and free the port; True when it was relaying. Ends ``destroyed``."""
         was_running = self._relay is not None
         self._close()
-        state = self.lifecycle.state
-        if state == "started":
-            self.lifecycle.fire(
-                "fail" if reason else "stop",
-                context=context,
-                details={"reason": reason} if reason else None,
-            )
-        if self.lifecycle.can("destroy"):
-            self.lifecycle.fire("destroy", context=context)
+        finish(self.lifecycle, "stop", context, reason)
         return was_running
 
     def _close(self) -> None:
@@ -113,14 +100,5 @@ class ForwarderActor(pykka.ThreadingActor):
                 pass
             self._socket = None
 
-    def on_stop(self) -> None:
-        self._release()
-
-    def on_failure(self, exception_type, exception_value, traceback) -> None:
-        self._release()
-
-    def _release(self) -> None:
-        try:
-            self.stop_forwarding(reason="actor stopped" if self._relay is not None else None)
-        except Exception:
-            log.exception("could not release forwarder %s", self.id)
+    def release(self) -> None:
+        self.stop_forwarding(reason="actor stopped" if self._relay is not None else None)

@@ -158,11 +158,8 @@ class _CreateSteps:
 
     def __init__(self) -> None:
         self.container = None
-        self.domain_started = False
         self.shell = None
-        self.shell_opened = False
         self.forwarder = None
-        self.forwarder_started = False
         self.credentials_stored = False
 
 
@@ -214,7 +211,6 @@ def _create(engine: Engine, done: _CreateSteps, fire) -> dict:
     fire(EVENT_CONTAINER_CREATED, {"container_instance": container})
 
     container.actor.start_domain(CONTEXT_NORMAL_PROCESS).get()
-    done.domain_started = True
     fire(EVENT_CONTAINER_DOMAIN_STARTED, {"container_instance": container})
 
     host, port = container.wait_ready(settings.ready_timeout)
@@ -228,7 +224,6 @@ def _create(engine: Engine, done: _CreateSteps, fire) -> dict:
     fire(EVENT_ENDPOINT_SHELL_CREATED, {"endpoint_shell_instance": shell})
 
     shell.openShell()
-    done.shell_opened = True
     fire(EVENT_ENDPOINT_SHELL_OPENED, {"endpoint_shell_instance": shell})
 
     username, password = shell.generateClientSSHCredentials(settings.password_length)
@@ -246,7 +241,6 @@ def _create(engine: Engine, done: _CreateSteps, fire) -> dict:
     fire(EVENT_FORWARDER_CREATED, {"forwarder_instance": forwarder})
 
     forwarder.actor.start_forwarding(CONTEXT_NORMAL_PROCESS).get()
-    done.forwarder_started = True
     fire(EVENT_FORWARDER_STARTED, {"forwarder_instance": forwarder})
 
     if engine.stopping:
