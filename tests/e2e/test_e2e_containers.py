@@ -95,6 +95,24 @@ def test_create_login_destroy(make_vm_server, qemu):
     assert event_names(seen) == CREATE_EVENTS
     contexts = {context for name, context, _ in seen if name in CREATE_EVENTS}
     assert contexts == {seed.CONTEXT_NORMAL_PROCESS}
+    # The seed's data keys, and the objects behind them answer for this container.
+    keys = {name: set(event_data) for name, _, event_data in seen if name in CREATE_EVENTS}
+    assert keys == {
+        "on_container_created": {"client_instance", "container_instance"},
+        "on_container_domain_started": {"client_instance", "container_instance"},
+        "on_endpoint_shell_created": {"client_instance", "endpoint_shell_instance"},
+        "on_endpoint_shell_opened": {"client_instance", "endpoint_shell_instance"},
+        "on_endpoint_shell_closed": {"client_instance", "endpoint_shell_instance"},
+        "on_forwarder_created": {"client_instance", "forwarder_instance"},
+        "on_forwarder_started": {"client_instance", "forwarder_instance"},
+    }
+    by_name = {name: event_data for name, _, event_data in seen}
+    assert (
+        by_name["on_container_created"]["container_instance"].getUUID() == (data["container_uuid"])
+    )
+    forwarder = by_name["on_forwarder_started"]["forwarder_instance"]
+    assert forwarder.getServerOriginPort() == data["container_listen_port"]
+    assert forwarder.getContainerUUID() == data["container_uuid"]
     assert data["container_uuid"] in qemu.list_marked()
     assert len(data["container_password"]) == 100
 
