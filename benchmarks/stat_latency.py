@@ -28,7 +28,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from anweddol_actors.client import Client  # noqa: E402
 from anweddol_actors.protocol.crypto import (  # noqa: E402
     generate_private_key,
-    public_pem,
     rsa_oaep_decrypt,
     rsa_oaep_encrypt,
 )
