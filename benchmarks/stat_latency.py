@@ -17,9 +17,11 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import shutil
 import socket
 import statistics
 import sys
+import tempfile
 import threading
 import time
 
@@ -33,7 +35,7 @@ from anweddol_actors.protocol.crypto import (  # noqa: E402
 )
 
 
-def serve(port_queue, stop_event, pem: bytes, client_timeout: float) -> None:
+def serve(port_queue, stop_event, pem: bytes, client_timeout: float, journal_path: str) -> None:
     from anweddol_actors.core.crypto import RSAWrapper
     from anweddol_actors.core.server import ServerInterface
     from anweddol_actors.engine.engine import Settings
@@ -46,7 +48,8 @@ def serve(port_queue, stop_event, pem: bytes, client_timeout: float) -> None:
         0,
         client_timeout,
         runtime_rsa_wrapper=wrapper,
-        settings=Settings(database=":memory:", libvirt_uri="test:///default"),
+        # A real journal file (WAL, fsync per transition), as a deployed server has.
+        settings=Settings(database=journal_path, libvirt_uri="test:///default"),
     )
     thread = threading.Thread(target=server.startServer, daemon=True)
     thread.start()
@@ -119,10 +122,13 @@ def main() -> None:
     decrypts = rsa_decrypt_rate(server_key)
     print(f"RSA-4096 OAEP decrypt (this process): {decrypts:.0f} ops/s")
 
+    workdir = tempfile.mkdtemp(prefix="stat-bench-")
+    journal_file = os.path.join(workdir, "journal.sqlite3")
     ctx = multiprocessing.get_context("spawn")
     port_queue, stop_event = ctx.Queue(), ctx.Event()
     process = ctx.Process(
-        target=serve, args=(port_queue, stop_event, private_pem(server_key), 60.0)
+        target=serve,
+        args=(port_queue, stop_event, private_pem(server_key), 60.0, journal_file),
     )
     process.start()
     try:
@@ -157,6 +163,7 @@ def main() -> None:
         if process.is_alive():
             process.terminate()
             process.join()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
