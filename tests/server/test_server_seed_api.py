@@ -334,3 +334,44 @@ def _memory_settings():
     from anweddol_actors.engine.engine import Settings
 
     return Settings(database=":memory:", libvirt_uri="test:///default")
+
+
+def test_transitions_are_durable_before_their_events_fire(make_server):
+    """Inside each handler, the journal already holds the transition the event reports."""
+    running = make_server(start=False, ready_timeout=0.5)
+    journal = running.server.engine.journal
+    seen: dict[str, str | None] = {}
+
+    def state_of_session(data):
+        rows = journal.live_entities(kind="session")
+        # The one live session is this client's (the test runs one client at a time).
+        assert len(rows) == 1, rows
+        return rows[0]["state"]
+
+    @running.server.on_client_initialized
+    def initialized(context, data):
+        seen["on_client_initialized"] = state_of_session(data)
+
+    @running.server.on_request
+    def request(context, data):
+        seen["on_request"] = state_of_session(data)
+
+    @running.server.on_container_domain_started
+    def started(context, data):
+        uid = data["container_instance"].getUUID()
+        seen["on_container_domain_started"] = journal.entity(uid)["state"]
+
+    @running.server.on_container_domain_stopped
+    def stopped(context, data):
+        uid = data["container_instance"].getUUID()
+        seen["on_container_domain_stopped"] = journal.entity(uid)["state"]
+
+    running.start()
+    Client(*running.address, timeout=20).create()
+    wait_for(lambda: "on_container_domain_stopped" in seen)
+    assert seen == {
+        "on_client_initialized": "started_ready",
+        "on_request": "started_handling",
+        "on_container_domain_started": "started_booting",
+        "on_container_domain_stopped": "destroyed",
+    }
