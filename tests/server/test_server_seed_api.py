@@ -207,7 +207,8 @@ def test_connection_accepted_handler_can_refuse_a_client(make_server, client_key
     assert [r["trigger"] for r in journal.history(kind="session")] == ["close", "destroy"]
 
 
-def test_handle_client_synchronously(make_server, client_key, server_rsa):
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_handle_client(make_server, client_key, server_rsa, asynchronous):
     """handleClient with a ClientInstance the caller accepted and keyed itself."""
     import socket
 
@@ -228,11 +229,11 @@ def test_handle_client_synchronously(make_server, client_key, server_rsa):
     thread.start()
     sock, _ = listener.accept()
     client = ClientInstance(sock, 5, server_rsa)
-    running.server.handleClient(client, asynchronous=False)
+    running.server.handleClient(client, asynchronous=asynchronous)
     thread.join(timeout=10)
     listener.close()
     assert result["response"]["success"] is True
-    assert client.isClosed()
+    wait_for(client.isClosed)
 
 
 def test_passive_mode(server_rsa):
