@@ -7,9 +7,13 @@ import socket
 import threading
 
 import paramiko
+import pykka
 import pytest
 from serverharness import record_events, wait_for
 
+from anweddol_actors.actors.container import ContainerActor
+from anweddol_actors.actors.endpoint_shell import EndpointShellActor
+from anweddol_actors.actors.forwarder import ForwarderActor
 from anweddol_actors.client import Client
 from anweddol_actors.core import server as seed
 
@@ -84,6 +88,13 @@ def assert_nothing_left(running, qemu, container_uuid: str | None = None) -> Non
         assert container_uuid not in qemu.list_marked()
     assert running.engine.registry.count().get() == 0
     assert running.engine.registry.pending_count().get() == 0
+    # No entity actor (and so no actor thread) outlives its container.
+    for actor_class in (ContainerActor, EndpointShellActor, ForwarderActor):
+        wait_for(
+            lambda cls=actor_class: not pykka.ActorRegistry.get_by_class(cls),
+            10,
+            f"every {actor_class.__name__} stopped",
+        )
 
 
 def test_create_login_destroy(make_vm_server, qemu):
