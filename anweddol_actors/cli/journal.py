@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import UTC, datetime, timedelta
 
 from anweddol_actors.cli import CliError
 from anweddol_actors.journal import DEFAULT_DATABASE_PATH, Journal, JournalError
@@ -22,6 +23,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--kind", choices=KINDS, help="only this kind of entity")
     parser.add_argument("--json", action="store_true", help="print a JSON list")
     parser.add_argument(
+        "--prune-days",
+        type=_days,
+        metavar="N",
+        help="instead of printing: forget entities that ended more than N days ago "
+        "(live ones are never touched)",
+    )
+    parser.add_argument(
         "--db",
         default=DEFAULT_DATABASE_PATH,
         metavar="URL",
@@ -30,7 +38,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of days: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"days must not be negative: {text!r}")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.prune_days is not None:
+        return prune(args)
     try:
         with Journal(args.db, create=False) as journal:
             rows = journal.history(entity_id=args.entity, kind=args.kind)
@@ -42,6 +62,21 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(rows))
     else:
         print("(no transitions)")
+    return 0
+
+
+def prune(args: argparse.Namespace) -> int:
+    cutoff = datetime.now(UTC) - timedelta(days=args.prune_days)
+    try:
+        with Journal(args.db, create=False) as journal:
+            count = journal.prune(cutoff)
+    except JournalError as exc:
+        raise CliError(str(exc)) from exc
+    if args.json:
+        print(json.dumps({"pruned_entities": count}))
+    else:
+        noun = "entity" if count == 1 else "entities"
+        print(f"forgot {count} ended {noun} older than {cutoff:%Y-%m-%d %H:%M} UTC")
     return 0
 
 

@@ -193,6 +193,23 @@ class Journal:
             raise JournalError(f"entity {entity_id} exists as several kinds ({kinds})")
         return rows[0] if rows else None
 
+    def prune(self, older_than: datetime) -> int:
+        """Forget entities that ended (terminal) before ``older_than``: their entity rows
+        and all their transitions, in one transaction. Live entities are never touched,
+        so recovery and replay are unaffected. Returns how many entities were forgotten."""
+        entity, transition = self._models.entity, self._models.transition
+        cutoff = older_than.astimezone(UTC).isoformat(timespec="microseconds")
+        ended = entity.select(entity.entity_id).where(
+            (entity.terminal == True) & (entity.updated < cutoff)  # noqa: E712
+        )
+        with self._guard(write=True, what="prune the journal"):
+            ids = [row.entity_id for row in ended]
+            for start in range(0, len(ids), 500):  # SQLite bounds a query's parameters
+                chunk = ids[start : start + 500]
+                transition.delete().where(transition.entity_id.in_(chunk)).execute()
+                entity.delete().where(entity.entity_id.in_(chunk)).execute()
+            return len(ids)
+
     def live_entities(self, kind: str | None = None) -> list[dict]:
         """Entities not in a terminal state: what a restarted server must reconcile."""
         return self._entities(kind=kind, live=True)

@@ -112,3 +112,42 @@ def test_closed_journal_raises_journal_error():
     journal.close()
     with pytest.raises(JournalError, match="closed"):
         journal.history()
+
+
+def test_prune_forgets_only_ended_entities_older_than_the_cutoff(tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from anweddol_actors.lifecycle import Lifecycle, replay
+
+    journal = Journal(tmp_path / "journal.sqlite3")
+    ended = Lifecycle("session", "old", journal)
+    for trigger in ("start", "handshake", "request", "close", "destroy"):
+        ended.fire(trigger)
+    live = Lifecycle("container", "alive", journal)
+    live.fire("start")
+    assert journal.prune(datetime.now(UTC) - timedelta(days=1)) == 0  # too recent
+    assert journal.prune(datetime.now(UTC) + timedelta(seconds=1)) == 1
+    assert journal.history(entity_id="old") == [] and journal.entity("old") is None
+    assert replay("container", journal.history(entity_id="alive")) == "started_booting"
+    assert [row["entity_id"] for row in journal.live_entities()] == ["alive"]
+    journal.close()
+
+
+def test_prune_from_the_command_line(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from anweddol_actors.lifecycle import Lifecycle
+
+    path = tmp_path / "journal.sqlite3"
+    with Journal(path) as journal:
+        lifecycle = Lifecycle("forwarder", "f1", journal)
+        lifecycle.fire("destroy")
+    command = [sys.executable, "-m", "anweddol_actors", "journal", "--db", str(path), "--json"]
+    kept = subprocess.run([*command, "--prune-days", "1"], capture_output=True, text=True)
+    assert json.loads(kept.stdout) == {"pruned_entities": 0}
+    gone = subprocess.run([*command, "--prune-days", "0"], capture_output=True, text=True)
+    assert json.loads(gone.stdout) == {"pruned_entities": 1}
+    bad = subprocess.run([*command, "--prune-days", "-3"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "negative" in bad.stderr
