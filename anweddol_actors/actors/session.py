@@ -93,41 +93,40 @@ class Session:
     # -- the flow ----------------------------------------------------------------------
 
     def _handle_initialized(self) -> None:
-        engine = self.engine
         client = self.client
         assert client is not None
-        data = {"client_instance": client}
         try:
-            self.lifecycle.fire("handshake")
-            if self._fire(EVENT_CLIENT_INITIALIZED, CONTEXT_NORMAL_PROCESS, data):
-                return self._end()
-            valid, request, errors = client.recvRequest()
-            self.lifecycle.fire(
-                "request",
-                details={"verb": request["verb"]} if valid else {"malformed": True},
-            )
-            if not valid:
-                if self._fire(
-                    EVENT_MALFORMED_REQUEST,
-                    CONTEXT_NORMAL_PROCESS,
-                    {"client_instance": client, "errors_dict": errors},
-                ):
-                    return self._end()
-                client.sendResponse(False, RESPONSE_MSG_BAD_REQ, reason=_describe(errors))
-                return self._end()
-            if self._fire(EVENT_REQUEST, CONTEXT_NORMAL_PROCESS, data):
-                return self._end()
-            routine = engine.request_handler(request["verb"])
-            if routine is None:
-                if self._fire(EVENT_UNHANDLED_VERB, CONTEXT_NORMAL_PROCESS, data):
-                    return self._end()
-                client.sendResponse(False, RESPONSE_MSG_BAD_REQ, reason="Unhandled verb")
-                return self._end()
-            routine(client_instance=client)
+            self._handle_request(client)
         except Exception as exc:
             self._fail(exc, {"client_instance": client})
             return
         self._end()
+
+    def _handle_request(self, client: ClientInstance) -> None:
+        """From the finished key exchange to the response; returns early when a handler
+        closed the client (the seed's way to end the handling)."""
+        data = {"client_instance": client}
+        self.lifecycle.fire("handshake")
+        if self._fire(EVENT_CLIENT_INITIALIZED, CONTEXT_NORMAL_PROCESS, data):
+            return
+        valid, request, errors = client.recvRequest()
+        self.lifecycle.fire(
+            "request",
+            details={"verb": request["verb"]} if valid else {"malformed": True},
+        )
+        if not valid:
+            malformed = {"client_instance": client, "errors_dict": errors}
+            if not self._fire(EVENT_MALFORMED_REQUEST, CONTEXT_NORMAL_PROCESS, malformed):
+                client.sendResponse(False, RESPONSE_MSG_BAD_REQ, reason=_describe(errors))
+            return
+        if self._fire(EVENT_REQUEST, CONTEXT_NORMAL_PROCESS, data):
+            return
+        routine = self.engine.request_handler(request["verb"])
+        if routine is None:
+            if not self._fire(EVENT_UNHANDLED_VERB, CONTEXT_NORMAL_PROCESS, data):
+                client.sendResponse(False, RESPONSE_MSG_BAD_REQ, reason="Unhandled verb")
+            return
+        routine(client_instance=client)
 
     def _fire(self, event: str, context: int, data: dict) -> bool:
         """Fire ``event``; True when the handler closed the client (the handle ends)."""
@@ -139,10 +138,20 @@ class Session:
         if client is not None and not client.isClosed():
             client.closeConnection()
         self.lifecycle.fire("close")
+        self._fire_closed(CONTEXT_HANDLE_END)
+
+    def _fire_closed(self, context: int) -> None:
+        """``on_client_closed``, then ``destroy``: a raising handler is counted and logged,
+        and cannot keep the session from ending."""
         try:
-            self.engine.fire(EVENT_CLIENT_CLOSED, CONTEXT_HANDLE_END, {"client_instance": client})
+            if self.client is not None:
+                self.engine.fire(EVENT_CLIENT_CLOSED, context, {"client_instance": self.client})
+        except Exception:
+            self.engine.count_runtime_error()
+            log.exception("on_client_closed handler raised")
         finally:
-            self.lifecycle.fire("destroy")
+            if self.lifecycle.can("destroy"):
+                self.lifecycle.fire("destroy")
 
     def _fail(self, exc: BaseException, data: dict) -> None:
         """A runtime error: counted, reported, answered where the channel still allows."""
@@ -169,14 +178,7 @@ class Session:
                 except Exception:
                     pass
             client.closeConnection()
-        try:
-            if client is not None:
-                engine.fire(EVENT_CLIENT_CLOSED, CONTEXT_ERROR, {"client_instance": client})
-        except Exception:
-            log.exception("on_client_closed handler raised")
-        finally:
-            if self.lifecycle.can("destroy"):
-                self.lifecycle.fire("destroy")
+        self._fire_closed(CONTEXT_ERROR)
 
 
 class SessionActor(pykka.ThreadingActor):

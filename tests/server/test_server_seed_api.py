@@ -376,3 +376,21 @@ def test_transitions_are_durable_before_their_events_fire(make_server):
         "on_container_domain_started": "started_booting",
         "on_container_domain_stopped": "destroyed",
     }
+
+
+def test_a_raising_close_handler_is_counted_once_and_the_session_still_ends(make_server):
+    running = make_server(start=False)
+    calls = []
+
+    @running.server.on_client_closed
+    def broken(context, data):
+        calls.append(context)
+        raise RuntimeError("handler bug")
+
+    running.start()
+    assert Client(*running.address, timeout=5).stat()["success"] is True
+    journal = running.server.engine.journal
+    wait_for(lambda: any(r["dest"] == "destroyed" for r in journal.history(kind="session")))
+    assert calls == [seed.CONTEXT_HANDLE_END]
+    assert running.server.getRuntimeStatistics()[1] == 1
+    assert journal.live_entities(kind="session") == []
