@@ -253,6 +253,11 @@ class ContainerInstance:
 
     # -- beyond the seed -------------------------------------------------------------
 
+    def stop_actor(self) -> None:
+        """Stop the container's actor (its on_stop destroys a domain still running)."""
+        if self._actor is not None:
+            self._actor.actor_ref.stop()
+
     def wait_ready(self, timeout: float | None) -> tuple[str, int]:
         """Block until the guest's SSH server sends its banner; the guest's address.
 

@@ -398,7 +398,7 @@ class Engine:
         except Exception as exc:
             log.warning("cannot adopt container %s: %s", container_uuid, exc)
             forwarder.stop_actor()
-            container.actor.actor_ref.stop()  # its on_stop destroys the domain, journalled
+            container.stop_actor()  # its on_stop destroys the domain, journalled
             self.journal.delete_credentials(container_uuid)
             retired = self.journal.entity(f"{container_uuid}.forwarder", kind="forwarder")
             if retired is not None and retired["state"] != "destroyed":

@@ -150,7 +150,7 @@ def teardown(
     finally:
         engine.journal.delete_credentials(entry.uuid)
         entry.forwarder_instance.stop_actor()
-        entry.container.actor_ref.stop()
+        entry.container_instance.stop_actor()
 
 
 class _CreateSteps:
@@ -273,31 +273,20 @@ def _unwind(engine: Engine, done: _CreateSteps, base: dict) -> None:
     try:
         if done.credentials_stored:
             engine.journal.delete_credentials(done.container.getUUID())
-        if done.forwarder is not None:
-            was_running = done.forwarder.actor.stop_forwarding(CONTEXT_ERROR, "create failed").get()
-            if was_running:
-                _fire_quietly(
-                    engine, EVENT_FORWARDER_STOPPED, {**base, "forwarder_instance": done.forwarder}
-                )
-            done.forwarder.stop_actor()
-        if done.shell is not None:
-            was_open = done.shell.actor.close(CONTEXT_ERROR, "create failed").get()
-            if was_open:
-                _fire_quietly(
-                    engine,
-                    EVENT_ENDPOINT_SHELL_CLOSED,
-                    {**base, "endpoint_shell_instance": done.shell},
-                )
-            done.shell.stop_actor()
-        if done.container is not None:
-            was_started = done.container.actor.stop_domain(CONTEXT_ERROR, "create failed").get()
-            if was_started:
-                _fire_quietly(
-                    engine,
-                    EVENT_CONTAINER_DOMAIN_STOPPED,
-                    {**base, "container_instance": done.container},
-                )
-            done.container.actor.actor_ref.stop()
+        # (façade, the actor's undo, the event it reports, the event's data key)
+        undos = (
+            (done.forwarder, "stop_forwarding", EVENT_FORWARDER_STOPPED, "forwarder_instance"),
+            (done.shell, "close", EVENT_ENDPOINT_SHELL_CLOSED, "endpoint_shell_instance"),
+            (done.container, "stop_domain", EVENT_CONTAINER_DOMAIN_STOPPED, "container_instance"),
+        )
+        for instance, undo, event, key in undos:
+            if instance is None:
+                continue
+            # True when the step was live (running, open, started): only then did
+            # something stop that a handler was told had started.
+            if getattr(instance.actor, undo)(CONTEXT_ERROR, "create failed").get():
+                _fire_quietly(engine, event, {**base, key: instance})
+            instance.stop_actor()
     finally:
         engine.registry.release_slot()
 
