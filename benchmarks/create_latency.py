@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from anweddol_actors.client import Client  # noqa: E402
 from anweddol_actors.core.crypto import RSAWrapper  # noqa: E402
 from anweddol_actors.core.server import ServerInterface  # noqa: E402
-from anweddol_actors.engine.engine import Settings  # noqa: E402
+from anweddol_actors.engine.settings import Settings  # noqa: E402
 from anweddol_actors.hypervisor import (  # noqa: E402
     DomainSpec,
     Hypervisor,

@@ -38,7 +38,7 @@ from anweddol_actors.protocol.crypto import (  # noqa: E402
 def serve(port_queue, stop_event, pem: bytes, client_timeout: float, journal_path: str) -> None:
     from anweddol_actors.core.crypto import RSAWrapper
     from anweddol_actors.core.server import ServerInterface
-    from anweddol_actors.engine.engine import Settings
+    from anweddol_actors.engine.settings import Settings
 
     wrapper = RSAWrapper(generate_key_pair=False)
     wrapper.setPrivateKey(pem, pem_format=True)

@@ -1,7 +1,30 @@
-"""Hypothesis profiles: "dev" by default, "ci" when CI=true (or HYPOTHESIS_PROFILE=ci)."""
+"""Shared test setup.
+
+Hypothesis profiles: "dev" by default, "ci" when CI=true (or HYPOTHESIS_PROFILE=ci).
+
+Leak checks (autouse fixture ``leak_checks``), run after a test and all its function-scoped
+fixtures have been torn down:
+
+- pykka actors: the registry must empty within LEAK_TIMEOUT seconds (polled every 20 ms);
+  leftovers are stopped so later tests start clean, and the test errors at teardown with
+  "test left N live actors: ClassA, ClassB".
+- tests marked ``vm``: domains carrying the project's marker on VM_URI (qemu:///system) that
+  were not there before the test and are still there after LEAK_TIMEOUT are destroyed and
+  named in the failure. Domains that existed before
+  the test are left alone (another run or a real server may own them); a domain another
+  process creates *during* a vm test would be blamed on it, so vm runs should not overlap.
+
+Environment, for the tests of these checks (tests/test_layering.py): ANWEDDOL_LEAK_TIMEOUT
+(seconds, default 10) and ANWEDDOL_VM_LEAK_URI (default qemu:///system).
+"""
+
+from __future__ import annotations
 
 import os
+import time
 
+import pykka
+import pytest
 from hypothesis import HealthCheck, settings
 
 # No deadline in either profile: a loaded machine (other tests, VMs booting) must not turn
@@ -18,3 +41,100 @@ settings.register_profile(
 
 _default = "ci" if os.environ.get("CI", "").lower() == "true" else "dev"
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", _default))
+
+LEAK_TIMEOUT = float(os.environ.get("ANWEDDOL_LEAK_TIMEOUT", "10"))
+POLL_INTERVAL = 0.02
+STOP_TIMEOUT = 10.0
+VM_URI = os.environ.get("ANWEDDOL_VM_LEAK_URI", "qemu:///system")
+
+
+def _wait_until_empty(read, timeout: float):
+    """Poll ``read()`` every POLL_INTERVAL until it is empty or ``timeout`` has passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = read()
+        if not found or time.monotonic() >= deadline:
+            return found
+        time.sleep(POLL_INTERVAL)
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _check_actors() -> str | None:
+    leftovers = _wait_until_empty(pykka.ActorRegistry.get_all, LEAK_TIMEOUT)
+    if not leftovers:
+        return None
+    names = sorted(ref.actor_class.__name__ for ref in leftovers)
+    message = f"test left {_plural(len(names), 'live actor')}: {', '.join(names)}"
+    try:
+        pykka.ActorRegistry.stop_all(timeout=STOP_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001 - reported with the leak, not instead of it
+        message += f" (stop_all failed: {exc!r})"
+    return message
+
+
+def _open_hypervisor():
+    """A fresh connection to VM_URI, or None when libvirt does not answer."""
+    # Imported here: only vm tests pay for libvirt, and a collection without it still works.
+    from anweddol_actors.hypervisor import Hypervisor, HypervisorError
+
+    try:
+        return Hypervisor(VM_URI)
+    except HypervisorError:
+        return None
+
+
+def _marked_domains() -> set[str] | None:
+    hypervisor = _open_hypervisor()
+    if hypervisor is None:
+        return None
+    with hypervisor:
+        return set(hypervisor.list_marked())
+
+
+def _check_domains(before: set[str] | None) -> str | None:
+    hypervisor = _open_hypervisor()
+    if hypervisor is None:
+        if before is None:
+            return None  # libvirt never answered: the test could not have started a domain
+        return f"cannot reach {VM_URI} to look for leftover domains"
+    with hypervisor:
+        baseline = before or set()  # unreachable before the test: every marked domain is new
+
+        def new_domains() -> list[str]:
+            return sorted(set(hypervisor.list_marked()) - baseline)
+
+        leftovers = _wait_until_empty(new_domains, LEAK_TIMEOUT)
+        if not leftovers:
+            return None
+        described = []
+        for uuid in leftovers:
+            try:
+                described.append(f"{hypervisor.domain_info(uuid).name} ({uuid})")
+            except Exception:  # noqa: BLE001 - gone meanwhile: name it by its UUID
+                described.append(uuid)
+            hypervisor.destroy_domain(uuid)
+    return f"test left {_plural(len(leftovers), 'marked domain')} (destroyed): " + ", ".join(
+        described
+    )
+
+
+@pytest.fixture(autouse=True)
+def leak_checks(request):
+    """Fail a test that leaves pykka actors alive or (``vm`` tests) libvirt domains behind.
+
+    Autouse and defined in the root conftest, so it is set up before, and torn down after,
+    every other function-scoped fixture of the test: their cleanup counts.
+    """
+    vm = request.node.get_closest_marker("vm") is not None
+    domains_before = _marked_domains() if vm else None
+    yield
+    # Actors first: a container actor still stopping may be destroying its domain.
+    problems = [_check_actors()]
+    if vm:
+        problems.append(_check_domains(domains_before))
+    problems = [problem for problem in problems if problem]
+    if problems:
+        pytest.fail("; ".join(problems), pytrace=False)

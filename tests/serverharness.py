@@ -39,7 +39,7 @@ class RunningServer:
 
 def record_events(server: ServerInterface) -> list[tuple[str, int, dict]]:
     """Install a recording handler on all 19 events; returns the (live) record."""
-    from anweddol_actors.engine.events import ALL_EVENTS
+    from anweddol_actors.lifecycle.events import ALL_EVENTS
 
     seen: list[tuple[str, int, dict]] = []
     lock = threading.Lock()

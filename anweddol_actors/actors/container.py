@@ -2,25 +2,37 @@
 
 The actor does the hypervisor's quick work (define-and-start, destroy, queries) and keeps
 the container's machine; it never waits for the guest. Waiting for SSH and talking to the
-guest happen on the session that asked for the container, so a slow boot stalls only the
-client that asked for it, and a stop request is never queued behind a long wait.
+guest happen on the session that asked for the container (:func:`wait_ready`), so a slow
+boot stalls only the client that asked for it, and a stop request is never queued behind
+a long wait.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from anweddol_actors.actors.base import OwningActor, finish
-from anweddol_actors.hypervisor import DomainSpec, ForwardPortInUse, Hypervisor
+from anweddol_actors.actors.base import EntityActor, FailureListener, Refused, governed
+from anweddol_actors.errors import AnweddolError
+from anweddol_actors.hypervisor import DomainSpec, ForwardPortInUse, Hypervisor, wait_for_ssh_banner
 from anweddol_actors.journal import Journal
-from anweddol_actors.lifecycle import Lifecycle
+from anweddol_actors.lifecycle import Lifecycle, Transition
 
 # How many host ports a user-mode domain may try before giving up: QEMU reports a taken
 # port only when the domain starts (IMAGE-NOTES.md), so "try, and pick another" it is.
 _FORWARD_PORT_TRIES = 16
+# How often a boot wait checks that the domain is still alive.
+_READY_SLICE = 2.0
+
+
+class ContainerError(AnweddolError, RuntimeError):
+    """A container could not do what was asked (no free port, a domain that died)."""
+
+
+class ContainerRefused(Refused, RuntimeError):
+    """A container was asked something its state does not allow (nothing was done)."""
 
 
 @dataclass
@@ -35,7 +47,7 @@ class ContainerSettings:
     owner: str | None = None
 
 
-class ContainerActor(OwningActor):
+class ContainerActor(EntityActor):
     def __init__(
         self,
         container_uuid: str,
@@ -43,9 +55,10 @@ class ContainerActor(OwningActor):
         hypervisor: Hypervisor,
         settings: ContainerSettings,
         lifecycle: Lifecycle | None = None,
+        on_failed: FailureListener | None = None,
     ) -> None:
         """``lifecycle``: a resumed one, to adopt a container a previous run left serving."""
-        super().__init__()
+        super().__init__(on_failed)
         self.uuid = container_uuid
         self.hypervisor = hypervisor
         self.settings = settings
@@ -53,6 +66,9 @@ class ContainerActor(OwningActor):
         self.guest_address: tuple[str, int] | None = None
         self.forward_port: int | None = None
         self.spec: DomainSpec | None = None
+        # Whether a domain may exist: set before libvirt is asked to create one, so that a
+        # create that half-happened is destroyed too; an adopted container has one.
+        self.may_have_domain = lifecycle is not None
         if lifecycle is not None:
             data = lifecycle.data
             self.forward_port = data.get("forward_port")
@@ -65,17 +81,13 @@ class ContainerActor(OwningActor):
         return {
             "uuid": self.uuid,
             "state": self.lifecycle.state,
-            "iso_path": self.settings.iso_path,
-            "memory_mib": self.settings.memory_mib,
-            "vcpus": self.settings.vcpus,
-            "nat_interface_name": self.settings.nat_interface_name,
             "guest_address": self.guest_address,
-            "network_mode": self.settings.network_mode,
+            **asdict(self.settings),
         }
 
     def configure(self, **changes: Any) -> None:
         if self.lifecycle.state != "created":
-            raise RuntimeError(
+            raise ContainerRefused(
                 f"Container {self.uuid} is {self.lifecycle.state}: its domain settings are fixed"
             )
         for key, value in changes.items():
@@ -84,7 +96,7 @@ class ContainerActor(OwningActor):
             setattr(self.settings, key, value)
 
     def is_domain_running(self) -> bool:
-        return self.lifecycle.state.startswith("started") and self.hypervisor.is_active(self.uuid)
+        return self.lifecycle.is_in("started") and self.hypervisor.is_active(self.uuid)
 
     def domain(self) -> Any:
         """The libvirt domain object (seed ``getDomainDescriptor``), or None."""
@@ -95,15 +107,40 @@ class ContainerActor(OwningActor):
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    def start_domain(self, context: int | None = None) -> tuple[str, int] | None:
-        """Create and start the transient domain; journal ``start``.
+    def create(self, context: int | None = None) -> Transition:
+        """Journal the container's creation (its settings as they are now)."""
+        return self.lifecycle.create(
+            context=context,
+            data={
+                "domain_uuid": self.uuid,
+                "iso_path": str(self.settings.iso_path),
+                "memory_mib": self.settings.memory_mib,
+                "vcpus": self.settings.vcpus,
+                "network": self.settings.network_mode,
+            },
+        )
 
-        Returns the guest's SSH address when it is known at once (``user`` mode: the
-        loopback forward port), else None (``nat``: ask :meth:`resolve_guest_address`).
+    @governed
+    def start_domain(self, context: int | None = None) -> Transition:
+        """Journal ``start``, then create and start the transient domain.
+
+        The transition comes first, so that a crash between the two leaves a journalled
+        container whose domain the next start destroys, never a domain nobody knows about.
         """
         settings = self.settings
         if settings.memory_mib < 1 or settings.vcpus < 1:
-            raise ValueError("container memory and vcpus must be positive")
+            raise Refused("container memory and vcpus must be positive")
+        transition = self.lifecycle.fire(
+            "start",
+            context=context,
+            data={
+                "iso_path": str(settings.iso_path),
+                "memory_mib": settings.memory_mib,
+                "vcpus": settings.vcpus,
+                "network": settings.network_mode,
+            },
+        )
+        self.may_have_domain = True
         tries = _FORWARD_PORT_TRIES if settings.network_mode == "user" else 1
         low, high = settings.guest_port_range
         last_error: Exception | None = None
@@ -127,62 +164,76 @@ class ContainerActor(OwningActor):
                 continue
             self.forward_port = port
             self.spec = spec
-            break
-        else:
-            raise RuntimeError(f"no free loopback port for the guest's SSH: {last_error}")
-        if port is not None:
-            self.guest_address = ("127.0.0.1", port)
-        try:
-            # What a later run needs to adopt or clean up this container (DESIGN.md, Journal).
-            self.lifecycle.fire(
-                "start",
-                context=context,
-                data={
-                    "domain_uuid": self.uuid,
-                    "forward_port": port,
-                    "network": spec.network,
-                    "iso_path": str(settings.iso_path),
-                    "memory_mib": settings.memory_mib,
-                    "vcpus": settings.vcpus,
-                },
-            )
-        except Exception:
-            self.hypervisor.destroy_domain(self.uuid)
-            raise
-        return self.guest_address
+            if port is not None:
+                self.guest_address = ("127.0.0.1", port)
+            return transition
+        raise ContainerError(f"no free loopback port for the guest's SSH: {last_error}")
 
+    @governed
     def resolve_guest_address(self, timeout: float) -> tuple[str, int]:
         if self.guest_address is None:
             if self.spec is None:
-                raise RuntimeError(f"container {self.uuid} has no domain")
+                raise ContainerError(f"container {self.uuid} has no domain")
             self.guest_address = self.hypervisor.guest_address(
                 self.spec, deadline=time.monotonic() + timeout
             )
         return self.guest_address
 
-    def mark_administered(self, username: str, context: int | None = None) -> None:
-        self.lifecycle.fire("administer", context=context, details={"username": username})
+    def mark_administered(self, username: str, context: int | None = None) -> Transition:
+        return self.lifecycle.fire(
+            "administer",
+            context=context,
+            details={"username": username},
+            data={"forward_port": self.forward_port},
+        )
 
-    def mark_serving(self, forwarder_port: int, context: int | None = None) -> None:
-        self.lifecycle.fire(
+    def mark_serving(self, forwarder_port: int, context: int | None = None) -> Transition:
+        return self.lifecycle.fire(
             "serve",
             context=context,
             data={"listen_port": forwarder_port, "guest_address": list(self.guest_address or ())},
         )
 
-    def stop_domain(self, context: int | None = None, reason: str | None = None) -> bool:
-        """Destroy the domain (if any) and move to ``stopped``/``failed``, then ``destroyed``.
+    def stop_domain(
+        self, context: int | None = None, reason: str | None = None, details: dict | None = None
+    ) -> Transition | None:
+        """Journal ``stop`` (``fail`` with a reason), destroy the domain, journal ``destroy``.
 
-        Returns True when this call ended a domain that was running (the caller fires
-        ``on_container_domain_stopped``); idempotent.
+        Returns the stop/fail transition when a running domain was ended (the caller fires
+        ``on_container_domain_stopped``), else None. When libvirt cannot destroy the domain
+        the container stays ``failed`` and the error propagates: its slot is not free.
         """
-        if self.lifecycle.state == "destroyed":
-            return False
-        was_started = self.lifecycle.is_in("started")
-        self.hypervisor.destroy_domain(self.uuid)
-        finish(self.lifecycle, "stop", context, reason)
-        return was_started
+        return self.end("stop", context, reason, details)
 
     def release(self) -> None:
-        if self.lifecycle.state != "destroyed":
-            self.stop_domain(reason="actor stopped")
+        if self.may_have_domain:
+            self.hypervisor.destroy_domain(self.uuid)
+
+
+def wait_ready(container: Any, container_uuid: str, timeout: float | None) -> tuple[str, int]:
+    """Block the caller until the guest's SSH server sends its banner; the guest's address.
+
+    ``container`` is the container actor's proxy. Readiness is the banner, not a TCP
+    connect: QEMU accepts on the forwarded port long before the guest listens
+    (IMAGE-NOTES.md). The wait is cut in slices so that a domain that dies while booting
+    fails the wait at once instead of at the deadline.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    host, port = container.resolve_guest_address(timeout or 3600).get()
+    while True:
+        step_end = time.monotonic() + _READY_SLICE
+        if deadline is not None:
+            step_end = min(step_end, deadline)
+        try:
+            wait_for_ssh_banner(host, port, step_end)
+            return host, port
+        except TimeoutError:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"container {container_uuid}: no SSH banner from {host}:{port} "
+                    f"within {timeout:.0f} s"
+                ) from None
+            if not container.is_domain_running().get():
+                raise ContainerError(
+                    f"container {container_uuid}: the domain stopped while booting"
+                ) from None

@@ -7,24 +7,29 @@ between the steps, after each step's transition is journalled.
 
 from __future__ import annotations
 
-from anweddol_actors.actors.base import OwningActor, finish
-from anweddol_actors.guest.shell import EndpointShell
+from anweddol_actors.actors.base import EntityActor, FailureListener, Refused, governed
+from anweddol_actors.guest.shell import EndpointShell, generate_credentials
 from anweddol_actors.journal import Journal
-from anweddol_actors.lifecycle import Lifecycle
+from anweddol_actors.lifecycle import Lifecycle, Transition
 
 
-class EndpointShellActor(OwningActor):
+class ShellNotOpen(Refused, RuntimeError):
+    """A command was asked of an endpoint shell that is not open."""
+
+
+class EndpointShellActor(EntityActor):
     def __init__(
         self,
         shell_id: str,
         journal: Journal,
-        host: str,
+        host: str | None,
         port: int,
         username: str,
         password: str,
         timeout: float = 10.0,
+        on_failed: FailureListener | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(on_failed)
         self.id = shell_id
         self.host = host
         self.port = port
@@ -33,6 +38,8 @@ class EndpointShellActor(OwningActor):
         self.timeout = timeout
         self.lifecycle = Lifecycle("endpoint_shell", shell_id, journal)
         self.shell: EndpointShell | None = None
+        # The client's SSH credentials, once generated or stored by a handler; the
+        # administration step uses these (a handler's choice is never overwritten).
         self.client_credentials: tuple[str, str] | None = None
 
     def describe(self) -> dict:
@@ -46,51 +53,79 @@ class EndpointShellActor(OwningActor):
             "client_credentials": self.client_credentials,
         }
 
+    def create(self, context: int | None = None) -> Transition:
+        return self.lifecycle.create(context=context, data={"host": self.host, "port": self.port})
+
+    def _require_created(self) -> None:
+        if self.lifecycle.state not in ("created",):
+            raise ShellNotOpen("the endpoint shell is already opened")
+
     def set_target(self, host: str | None = None, port: int | None = None) -> None:
-        if self.lifecycle.state != "created":
-            raise RuntimeError("the endpoint shell is already opened")
+        self._require_created()
         self.host = host if host is not None else self.host
         self.port = port if port is not None else self.port
 
     def set_credentials(self, username: str, password: str, port: int) -> None:
-        if self.lifecycle.state != "created":
-            raise RuntimeError("the endpoint shell is already opened")
+        self._require_created()
         self.username, self.password, self.port = username, password, port
 
-    def open(self) -> None:
+    def store_client_credentials(self, username: str, password: str) -> None:
+        self.client_credentials = (username, password)
+
+    def generate_client_credentials(self, password_length: int, store: bool = True):
+        """New credentials; stored unless ``store`` is False or a handler stored its own."""
+        credentials = generate_credentials(password_length)
+        if store:
+            self.client_credentials = credentials
+        return credentials
+
+    def ensure_client_credentials(self, password_length: int) -> tuple[str, str]:
+        """The stored credentials, generated when no handler stored any."""
+        if self.client_credentials is None:
+            self.client_credentials = generate_credentials(password_length)
+        return self.client_credentials
+
+    @governed
+    def open(self, context: int | None = None) -> Transition:
+        """Journal ``open``, then log in. Opening twice is refused before any connection."""
+        transition = self.lifecycle.fire(
+            "open", context=context, data={"host": self.host, "port": self.port}
+        )
         shell = EndpointShell(
             self.host, self.port, self.username, self.password, timeout=self.timeout
         )
+        self.shell = shell  # held before connecting: a half-open session is closed too
         shell.open()
-        self.shell = shell
-        try:
-            self.lifecycle.fire("open", data={"host": self.host, "port": self.port})
-        except Exception:
-            shell.close()
-            self.shell = None
-            raise
+        return transition
 
-    def administer(self, username: str, password: str, port: int = 22) -> None:
-        if self.shell is None:
-            raise RuntimeError("the endpoint shell is not opened")
+    @governed
+    def administer(self, port: int = 22) -> tuple[str, str]:
+        """Create the client's user in the guest with the stored credentials."""
+        if self.shell is None or not self.lifecycle.is_in("started"):
+            raise ShellNotOpen("the endpoint shell is not opened")
+        if self.client_credentials is None:
+            raise ShellNotOpen("no client SSH credentials are stored on this shell")
+        username, password = self.client_credentials
         self.shell.administer(username, password, port)
-        self.client_credentials = (username, password)
+        return self.client_credentials
 
+    @governed
     def execute(self, command: str) -> tuple[str, str, int]:
-        if self.shell is None:
-            raise RuntimeError("the endpoint shell is not opened")
+        if self.shell is None or not self.lifecycle.is_in("started"):
+            raise ShellNotOpen("the endpoint shell is not opened")
         return self.shell.execute(command)
 
-    def close(self, context: int | None = None, reason: str | None = None) -> bool:
-        """Close the SSH session; True when it was open. Always ends ``destroyed``."""
-        was_open = self.shell is not None
-        if self.shell is not None:
-            try:
-                self.shell.close()
-            finally:
-                self.shell = None
-        finish(self.lifecycle, "close", context, reason)
-        return was_open
+    def ssh_client(self):
+        return None if self.shell is None else self.shell.client
+
+    def close(
+        self, context: int | None = None, reason: str | None = None, details: dict | None = None
+    ) -> Transition | None:
+        """Journal ``close`` (``fail`` with a reason), close the SSH session, ``destroy``.
+        Returns the transition when the shell was open (the caller fires the event)."""
+        return self.end("close", context, reason, details)
 
     def release(self) -> None:
-        self.close(reason="actor stopped" if self.shell is not None else None)
+        shell, self.shell = self.shell, None
+        if shell is not None:
+            shell.close()

@@ -7,14 +7,20 @@ the client; the relay itself runs on its own event-loop thread.
 
 from __future__ import annotations
 
-from anweddol_actors.actors.base import OwningActor, finish
+import time
+
+from anweddol_actors.actors.base import EntityActor, FailureListener, Refused, governed
 from anweddol_actors.forwarding.ports import reserve_port
 from anweddol_actors.forwarding.relay import Relay
 from anweddol_actors.journal import Journal
-from anweddol_actors.lifecycle import Lifecycle
+from anweddol_actors.lifecycle import Lifecycle, Transition
 
 
-class ForwarderActor(OwningActor):
+class ForwarderError(Refused, RuntimeError):
+    """A forwarder was asked something its state does not allow."""
+
+
+class ForwarderActor(EntityActor):
     def __init__(
         self,
         forwarder_id: str,
@@ -23,9 +29,10 @@ class ForwarderActor(OwningActor):
         bind_address: str,
         target: tuple[str, int],
         lifecycle: Lifecycle | None = None,
+        on_failed: FailureListener | None = None,
     ) -> None:
         """``lifecycle``: a resumed one (state ``started``), to adopt a previous run's."""
-        super().__init__()
+        super().__init__(on_failed)
         self.id = forwarder_id
         self.target = target
         self.bind_address = bind_address
@@ -33,6 +40,7 @@ class ForwarderActor(OwningActor):
         self.lifecycle = lifecycle or Lifecycle("forwarder", forwarder_id, journal)
         self._socket = None
         self._relay: Relay | None = None
+        self._started_at = time.monotonic()
 
     def describe(self) -> dict:
         return {
@@ -47,58 +55,70 @@ class ForwarderActor(OwningActor):
     def port(self) -> int | None:
         return self._socket.getsockname()[1] if self._socket is not None else None
 
-    def reserve(self) -> int:
-        """Bind a port of the range now; raises PortRangeExhausted when none is free."""
-        if self._socket is None:
-            low, high = self.port_range
-            self._socket = reserve_port(range(low, high + 1), self.bind_address)
-        return self.port
+    @governed
+    def create(self, context: int | None = None) -> Transition:
+        """Journal the forwarder's creation, then bind a port of the range.
+
+        Raises PortRangeExhausted (the forwarder then ends ``failed``) when none is free.
+        """
+        transition = self.lifecycle.create(context=context, data={"target": list(self.target)})
+        low, high = self.port_range
+        self._socket = reserve_port(range(low, high + 1), self.bind_address)
+        return transition
 
     def set_target(self, host: str | None = None, port: int | None = None) -> None:
         if self.lifecycle.state != "created":
-            raise RuntimeError("the forwarder is already started")
+            raise ForwarderError("the forwarder is already started")
         self.target = (host or self.target[0], port or self.target[1])
 
-    def start_forwarding(self, context: int | None = None) -> int:
-        port = self.reserve()
-        relay = Relay(self._socket, self.target, name=f"forwarder-{self.id[:8]}")
-        relay.start()
-        self._relay = relay
-        try:
-            self.lifecycle.fire(
-                "start", context=context, data={"port": port, "target": list(self.target)}
-            )
-        except Exception:
-            self._close()
-            raise
-        return port
-
-    def resume_forwarding(self) -> int:
-        """Relay again on the journalled port after a restart; no transition (still started)."""
-        if self.lifecycle.state != "started":
-            raise RuntimeError(f"forwarder {self.id} is {self.lifecycle.state}, not started")
-        port = self.reserve()
+    @governed
+    def start_forwarding(self, context: int | None = None) -> Transition:
+        """Journal ``start``, then relay. Starting twice is refused before a second relay."""
+        if self._socket is None:
+            raise ForwarderError("the forwarder has no port: create it first")
+        transition = self.lifecycle.fire(
+            "start", context=context, data={"port": self.port, "target": list(self.target)}
+        )
         self._relay = Relay(self._socket, self.target, name=f"forwarder-{self.id[:8]}")
         self._relay.start()
-        return port
+        return transition
 
-    def stop_forwarding(self, context: int | None = None, reason: str | None = None) -> bool:
-        """Stop relaying and free the port; True when it was relaying. Ends ``destroyed``."""
-        was_running = self._relay is not None
-        self._close()
-        finish(self.lifecycle, "stop", context, reason)
-        return was_running
+    @governed
+    def resume_forwarding(self) -> int:
+        """Relay again on the journalled port after a restart; no transition (still started)."""
+        if self.lifecycle.state != "started" or self._relay is not None:
+            raise ForwarderError(f"forwarder {self.id} is {self.lifecycle.state}, not resumable")
+        low, high = self.port_range
+        self._socket = reserve_port(range(low, high + 1), self.bind_address)
+        self._relay = Relay(self._socket, self.target, name=f"forwarder-{self.id[:8]}")
+        self._relay.start()
+        return self.port
 
-    def _close(self) -> None:
-        if self._relay is not None:
-            self._relay.stop()
-            self._relay = None
-        if self._socket is not None:
-            try:
-                self._socket.close()
-            except OSError:
-                pass
-            self._socket = None
+    def idle_seconds(self) -> float:
+        """Seconds since the last connection through the forwarder closed (0 while one is
+        open); counted from the relay's start when none ever opened."""
+        relay = self._relay
+        if relay is None:
+            return time.monotonic() - self._started_at
+        since = relay.idle_since
+        return 0.0 if since is None else max(0.0, time.monotonic() - since)
+
+    def stop_forwarding(
+        self, context: int | None = None, reason: str | None = None, details: dict | None = None
+    ) -> Transition | None:
+        """Journal ``stop`` (``fail`` with a reason), stop relaying, free the port,
+        ``destroy``. Returns the transition when it was relaying (the caller fires the event)."""
+        return self.end("stop", context, reason, details)
 
     def release(self) -> None:
-        self.stop_forwarding(reason="actor stopped" if self._relay is not None else None)
+        relay, self._relay = self._relay, None
+        sock, self._socket = self._socket, None
+        try:
+            if relay is not None:
+                relay.stop()
+        finally:
+            if sock is not None:
+                try:
+                    sock.close()
+                except OSError:
+                    pass

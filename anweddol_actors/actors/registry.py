@@ -2,7 +2,11 @@
 
 An actor, so that "is there room?", "add" and "remove" are each atomic without a lock
 shared with handlers: two DESTROYs, or a DESTROY and the reaper, racing for the same
-container see exactly one winner (the one whose ``pop`` returns the entry).
+container see exactly one winner (the one whose ``claim`` returns the entry).
+
+A slot is taken when a CREATE begins and given back only when its domain is known to be
+gone (``release_slot``, ``free``): a container whose teardown failed keeps its slot, so
+capacity never promises a VM that libvirt still runs.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ import pykka
 
 @dataclass
 class LiveContainer:
+    """A container whose CREATE completed: its actors' proxies and its limits."""
+
     uuid: str
     container: Any  # ContainerActor proxy
     forwarder: Any  # ForwarderActor proxy
-    container_instance: Any  # façade handed to handlers
-    forwarder_instance: Any
+    client_ip: str = ""
     created: float = field(default_factory=time.time)
+    created_monotonic: float = field(default_factory=time.monotonic)
 
 
 class Registry(pykka.ThreadingActor):
@@ -29,30 +35,70 @@ class Registry(pykka.ThreadingActor):
         super().__init__()
         self.limit = limit
         self.entries: dict[str, LiveContainer] = {}
+        self.ending: dict[str, LiveContainer] = {}  # claimed, domain not yet known gone
         self.pending = 0
+        self.closed = False
+
+    def open(self) -> None:
+        self.closed = False
+
+    def close(self) -> None:
+        """No container may be added from now on (the server is stopping)."""
+        self.closed = True
 
     def reserve_slot(self) -> bool:
         """Claim room for one more container (a CREATE in progress)."""
-        if self.limit is not None and len(self.entries) + self.pending >= self.limit:
+        if self.closed:
+            return False
+        if self.limit is not None and self._used() >= self.limit:
             return False
         self.pending += 1
         return True
 
     def release_slot(self) -> None:
+        """Give back the slot of a CREATE whose domain is gone (or never existed)."""
         self.pending = max(0, self.pending - 1)
 
-    def add(self, entry: LiveContainer) -> None:
-        """Store a container whose CREATE succeeded; its slot becomes an entry."""
+    def add(self, entry: LiveContainer) -> bool:
+        """Store a container whose CREATE succeeded; its slot becomes an entry.
+
+        False when the server began stopping meanwhile: the caller unwinds the CREATE.
+        """
+        if self.closed:
+            return False
         if entry.uuid in self.entries:
             raise ValueError(f"container {entry.uuid} is already stored")
         self.entries[entry.uuid] = entry
         self.release_slot()
+        return True
 
-    def pop(self, container_uuid: str) -> LiveContainer | None:
-        return self.entries.pop(container_uuid, None)
+    def keep_stuck(self, entry: LiveContainer) -> None:
+        """A CREATE's container whose domain could not be destroyed: its pending slot
+        stays taken, as a claimed entry the reaper tries to end again."""
+        self.release_slot()
+        self.ending[entry.uuid] = entry
+
+    def claim(self, container_uuid: str) -> LiveContainer | None:
+        """Take a container out of service for its teardown: exactly one caller gets it.
+        Its slot stays counted until :meth:`free`."""
+        entry = self.entries.pop(container_uuid, None)
+        if entry is not None:
+            self.ending[container_uuid] = entry
+        return entry
+
+    def free(self, container_uuid: str) -> None:
+        """The claimed container's domain is gone: its slot is free."""
+        self.ending.pop(container_uuid, None)
+
+    def stuck(self) -> list[LiveContainer]:
+        """Claimed containers whose teardown has not finished (or failed)."""
+        return list(self.ending.values())
 
     def get(self, container_uuid: str) -> LiveContainer | None:
         return self.entries.get(container_uuid)
+
+    def live(self) -> list[LiveContainer]:
+        return list(self.entries.values())
 
     def uuids(self) -> list[str]:
         return list(self.entries)
@@ -66,4 +112,7 @@ class Registry(pykka.ThreadingActor):
     def available(self) -> int | None:
         if self.limit is None:
             return None
-        return max(0, self.limit - len(self.entries) - self.pending)
+        return max(0, self.limit - self._used())
+
+    def _used(self) -> int:
+        return len(self.entries) + len(self.ending) + self.pending

@@ -12,12 +12,13 @@ import importlib
 import sys
 
 from anweddol_actors import __version__
+from anweddol_actors.errors import AnweddolError
 
 # Order is the order shown by --help.
 SUBCOMMANDS = ("serve", "client", "token", "statecharts", "journal", "image", "check")
 
 
-class CliError(Exception):
+class CliError(AnweddolError):
     """A problem the user can fix: printed as one line, exit code 2."""
 
 

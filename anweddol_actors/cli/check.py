@@ -26,7 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _libvirt_checks(uri: str) -> list[Check]:
+    # Imported here, not at the top: each command loads only what it uses (fast --help).
     from anweddol_actors.hypervisor import Hypervisor, HypervisorError
+
+    # Imported here, not at the top: each command loads only what it uses (fast --help).
     from anweddol_actors.hypervisor.kvm import local_kvm_usable
 
     try:
@@ -49,6 +52,7 @@ def _libvirt_checks(uri: str) -> list[Check]:
 
 
 def _image_checks() -> list[Check]:
+    # Imported here, not at the top: each command loads only what it uses (fast --help).
     from anweddol_actors.image.builder import default_image_path, find_toolchain, image_is_current
 
     toolchain = find_toolchain()

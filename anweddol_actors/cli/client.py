@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,11 @@ from anweddol_actors.cli import CliError
 from anweddol_actors.client import DEFAULT_PORT, DEFAULT_TIMEOUT, Client, ClientError
 from anweddol_actors.protocol import crypto
 from anweddol_actors.protocol.messages import CREATE_DATA_KEYS
+
+# Extra CREATE data of newer servers: seconds, or null for no limit. Older servers send
+# neither, and the protocol lets unknown keys through unchecked, so any value may come.
+MAX_LIFETIME_KEY = "container_max_lifetime"
+MAX_IDLE_TIME_KEY = "container_max_idle_time"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -129,6 +135,8 @@ def _print_created(args: argparse.Namespace, data: dict[str, Any]) -> None:
     print("container created")
     for key in CREATE_DATA_KEYS:
         print(f"  {key}: {data[key]}")
+    for line in expiry_lines(data):
+        print(f"  {line}")
     port = "" if args.port == DEFAULT_PORT else f" --port {args.port}"
     print()
     print("connect (the password is above):")
@@ -138,6 +146,58 @@ def _print_created(args: argparse.Namespace, data: dict[str, Any]) -> None:
         f"  python -m anweddol_actors client destroy {args.host}{port}"
         f" --uuid {data['container_uuid']} --token {data['client_token']}"
     )
+
+
+def expiry_lines(data: dict[str, Any]) -> list[str]:
+    """What CREATE data says about when the server destroys the container by itself."""
+    lines = []
+    if MAX_LIFETIME_KEY in data:
+        value = data[MAX_LIFETIME_KEY]
+        if value is None:
+            lines.append("lifetime limit: none (no limit on total lifetime)")
+        elif _is_seconds(value):
+            lines.append(f"lifetime limit: destroyed {format_seconds(value)} after creation")
+        else:
+            lines.append(f"lifetime limit: not understood ({MAX_LIFETIME_KEY}: {value!r})")
+    if MAX_IDLE_TIME_KEY in data:
+        value = data[MAX_IDLE_TIME_KEY]
+        port = data.get("container_listen_port")
+        where = f"port {port}" if port is not None else "the SSH port"
+        if value is None:
+            lines.append("idle limit: none (kept however long it goes unused)")
+        elif _is_seconds(value):
+            lines.append(
+                f"idle limit: destroyed after {format_seconds(value)} "
+                f"with no connection open to {where}"
+            )
+        else:
+            lines.append(f"idle limit: not understood ({MAX_IDLE_TIME_KEY}: {value!r})")
+    return lines
+
+
+def _is_seconds(value: Any) -> bool:
+    # bool is an int subclass; `true` seconds would be a server bug, not one second.
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
+def format_seconds(seconds: float) -> str:
+    """``"3600 s (1 h)"``: the exact value first, then a reading for people from a minute up."""
+    # Not :g, which rounds to 6 digits and turns a week and a bit into 6.04801e+05.
+    exact = f"{int(seconds) if float(seconds).is_integer() else float(seconds)} s"
+    if seconds < 60:
+        return exact
+    remaining = round(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+        count, remaining = divmod(remaining, size)
+        if count:
+            parts.append(f"{count} {unit}")
+    return f"{exact} ({' '.join(parts)})"
 
 
 def _print_fields(response: dict[str, Any]) -> None:

@@ -41,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: each command loads only what it uses (fast --help).
     from anweddol_actors.config import ConfigError, load_config
 
     logging.basicConfig(
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     prepare_host(settings)
     rsa_wrapper = load_or_create_keys(config)
 
+    # Imported here, not at the top: each command loads only what it uses (fast --help).
     from anweddol_actors.core.server import ServerInterface
 
     try:
@@ -110,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
 
 def settings_from_config(config):
     """Engine settings from a loaded :class:`ServerConfig`."""
-    from anweddol_actors.engine.engine import Settings
+    # Imported here, not at the top: each command loads only what it uses (fast --help).
+    from anweddol_actors.engine.settings import Settings
 
     container, server, forwarding = config.container, config.server, config.port_forwarding
     return Settings(
@@ -126,6 +129,8 @@ def settings_from_config(config):
         container_memory=container.container_memory,
         container_vcpus=container.container_vcpus,
         max_containers=container.max_allowed_running_container_domains,
+        max_lifetime=container.max_lifetime,
+        max_idle_time=container.max_idle_time,
         port_range=tuple(forwarding.port_range),
         forward_bind_address=forwarding.bind_address,
         endpoint_username=container.endpoint_username,
@@ -140,6 +145,7 @@ def settings_from_config(config):
 
 def prepare_host(settings) -> None:
     """Start libvirt's daemons where nothing else does, and build the dev image if needed."""
+    # Imported here, not at the top: each command loads only what it uses (fast --help).
     from anweddol_actors.hypervisor.daemons import ensure_daemons
 
     if settings.libvirt_uri.startswith("qemu:///") and os.geteuid() == 0:
@@ -148,6 +154,7 @@ def prepare_host(settings) -> None:
         except Exception as exc:
             raise CliError(f"cannot start libvirt: {exc}") from None
     if settings.iso_path is None:
+        # Imported here, not at the top: each command loads only what it uses (fast --help).
         from anweddol_actors.image.builder import ensure_image
 
         try:
@@ -160,7 +167,10 @@ def prepare_host(settings) -> None:
 
 def load_or_create_keys(config):
     """The server's RSA key pair: loaded from its file, or made once and kept (0600)."""
+    # Imported here, not at the top: each command loads only what it uses (fast --help).
     from anweddol_actors.core.crypto import RSAWrapper
+
+    # Imported here, not at the top: each command loads only what it uses (fast --help).
     from anweddol_actors.protocol.crypto import private_pem
 
     server = config.server
@@ -191,6 +201,7 @@ def load_or_create_keys(config):
 
 def install_policies(server, config) -> None:
     """The deployed server's policies (PROTOCOL.md §3): IP filter and access tokens."""
+    # Imported here, not at the top: each command loads only what it uses (fast --help).
     from anweddol_actors.policy.ip_filter import IpFilter
 
     ip_filter = config.ip_filter
@@ -198,7 +209,10 @@ def install_policies(server, config) -> None:
         policy = IpFilter(True, ip_filter.allowed_ip_list, ip_filter.denied_ip_list)
         server.engine.settings.ip_allows = policy.allows
     if config.access_token.enabled:
+        # Imported here, not at the top: each command loads only what it uses (fast --help).
         from anweddol_actors.core.client import RESPONSE_MSG_BAD_AUTH, RESPONSE_MSG_BAD_REQ
+
+        # Imported here, not at the top: each command loads only what it uses (fast --help).
         from anweddol_actors.policy.access_tokens import AccessTokenStore
 
         store = AccessTokenStore(config.access_token.access_token_database_file_path)

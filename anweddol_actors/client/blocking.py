@@ -7,6 +7,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from anweddol_actors.errors import AnweddolError
 from anweddol_actors.protocol import (
     DEFAULT_MAX_MESSAGE_SIZE,
     NEED_DATA,
@@ -39,7 +40,7 @@ DEFAULT_TIMEOUT = 10.0
 _RECV_SIZE = 65536
 
 
-class ClientError(Exception):
+class ClientError(AnweddolError):
     """Base of every failure of :class:`Client`; the message is one line for a user."""
 
 

@@ -17,6 +17,7 @@ import yaml
 
 from anweddol_actors.config.model import SECTION_TYPES, ServerConfig
 from anweddol_actors.config.schema import DEFAULTS, SECTIONS, cross_check, make_validator
+from anweddol_actors.errors import AnweddolError
 
 __all__ = [
     "DEFAULT_CONFIG_YAML",
@@ -30,11 +31,17 @@ __all__ = [
 
 EMBEDDED_DEFAULT_NAME = "<embedded default>"
 
-# Numbers of seconds may be written as integers; the program always sees floats.
-_FLOAT_KEYS = {("container", "ready_timeout"), ("server", "timeout")}
+# Numbers of seconds may be written as integers; the program always sees floats (or None
+# where null means "no limit").
+_FLOAT_KEYS = {
+    ("container", "ready_timeout"),
+    ("container", "max_lifetime"),
+    ("container", "max_idle_time"),
+    ("server", "timeout"),
+}
 
 
-class ConfigError(Exception):
+class ConfigError(AnweddolError):
     """The configuration cannot be used; ``str()`` is one line naming the file and key."""
 
 
@@ -157,7 +164,7 @@ def _build(document: Mapping[str, Mapping[str, Any]]) -> ServerConfig:
         for key, value in document[section].items():
             if isinstance(value, list):
                 value = tuple(value)
-            elif (section, key) in _FLOAT_KEYS:
+            elif (section, key) in _FLOAT_KEYS and value is not None:
                 value = float(value)
             values[key] = value
         sections[section] = cls(**values)

@@ -53,6 +53,8 @@ class ContainerConfig(_Section):
     endpoint_password: str
     endpoint_listen_port: int
     client_password_length: int
+    max_lifetime: float | None
+    max_idle_time: float | None
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,11 @@ def _positive_seconds(field: Any, value: Any, error: ErrorFn) -> None:
         error(field, f"must be a positive number of seconds (got {value!r})")
 
 
+def _positive_seconds_or_null(field: Any, value: Any, error: ErrorFn) -> None:
+    if value is not None and not (value > 0 and math.isfinite(value)):
+        error(field, f"must be a positive number of seconds, or null for no limit (got {value!r})")
+
+
 def _bind_address(field: Any, value: Any, error: ErrorFn) -> None:
     if value == "":
         return  # "" means every IPv4 interface, as in the seed's DEFAULT_SERVER_BIND_ADDRESS
@@ -119,6 +124,15 @@ def _seconds(default: float) -> dict[str, Any]:
     return {"type": "number", "default": default, "check_with": _positive_seconds}
 
 
+def _limit_seconds(default: float | None) -> dict[str, Any]:
+    return {
+        "type": "number",
+        "default": default,
+        "nullable": True,
+        "check_with": _positive_seconds_or_null,
+    }
+
+
 def _ip_list(default: list[str]) -> dict[str, Any]:
     return {
         "type": "list",
@@ -149,6 +163,10 @@ SECTIONS: dict[str, dict[str, Any]] = {
         "endpoint_password": _string("endpoint"),
         "endpoint_listen_port": _port(22),
         "client_password_length": _integer(100, min=1, check_with=_password_length),
+        # Ours: the original kept a container until its client destroyed it, so a
+        # forgotten one held a port and memory until the server stopped.
+        "max_lifetime": _limit_seconds(None),
+        "max_idle_time": _limit_seconds(3600),
     },
     "server": {
         "public_rsa_key_file_path": _string(f"{_STATE_DIR}/rsa/public.pem"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid as uuid_module
 from typing import Any
 
-from anweddol_actors.actors.forwarder import ForwarderActor
+from anweddol_actors.engine.entities import start_forwarder_with
 from anweddol_actors.journal import Journal
 
 DEFAULT_STORE_FORWARDER = True
@@ -28,21 +28,31 @@ class ForwarderInstance:
         journal: Journal | None = None,
         port_range: tuple[int, int] | None = None,
         bind_address: str = "",
-        lifecycle: Any = None,
+        actor: Any = None,
     ) -> None:
+        """``actor``: a handle on a forwarder actor the server runs (what handlers get);
+        without it, a standalone forwarder with its own in-memory journal."""
+        if actor is not None:
+            self._container_uuid = actor.id.get().split(".", 1)[0]
+            self._actor = actor
+            return
         self._container_uuid = container_uuid or str(uuid_module.uuid4())
         if port_range is None:
             if server_origin_port is None:
                 raise ValueError("a server origin port or a port range is required")
             port_range = (server_origin_port, server_origin_port)
-        self._actor = ForwarderActor.start(
-            f"{self._container_uuid}.forwarder",
+        self._actor = start_forwarder_with(
             journal if journal is not None else Journal(":memory:"),
+            f"{self._container_uuid}.forwarder",
             port_range,
             bind_address,
             (container_ip, container_destination_port),
-            lifecycle,
-        ).proxy()
+        )
+        self._actor.create().get()
+
+    @classmethod
+    def of(cls, actor: Any) -> ForwarderInstance:
+        return cls(None, "", None, actor=actor)
 
     @property
     def actor(self) -> Any:

@@ -4,7 +4,8 @@ Everything a seed user can reach is here (seed/server-api.md): the constants, th
 constructor and its defaults, the getters and setters, the request and event handler
 tables with the 19 ``on_*`` decorators, passive mode, ``executeRequestHandler``,
 ``triggerEvent``, ``handleClient``, ``startServer``/``stopServer`` and ``with``.
-The work is done by :class:`anweddol_actors.engine.engine.Engine` below it.
+The work is done by :class:`anweddol_actors.engine.supervisor.Server` below it, in
+plain snake_case; this module presents it as the seed.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -27,9 +27,14 @@ from anweddol_actors.core.client import (
     ClientInstance,
 )
 from anweddol_actors.core.crypto import RSAWrapper
-from anweddol_actors.engine import requests
-from anweddol_actors.engine.engine import Engine, Settings
-from anweddol_actors.engine.events import (
+from anweddol_actors.core.port_forwarding import ForwarderInstance
+from anweddol_actors.core.virtualization import ContainerInstance, EndpointShellInstance
+from anweddol_actors.engine import create, verbs
+from anweddol_actors.engine.context import Request
+from anweddol_actors.engine.settings import Settings
+from anweddol_actors.engine.supervisor import Server
+from anweddol_actors.image.builder import default_image_path, ensure_image
+from anweddol_actors.lifecycle.events import (
     ALL_EVENTS,
     CLIENT_CLOSED_BY_HANDLER,
     CONTEXT_AUTOMATIC_ACTION,
@@ -101,69 +106,95 @@ __all__ = [
 ]
 
 
+def present(data: dict) -> dict:
+    """Engine-level event data as the seed hands it to handlers (reference/api/*.md):
+    a channel becomes a ``ClientInstance``, actor handles become the seed's instances."""
+    presented: dict = {}
+    for key, value in data.items():
+        if key == "client":
+            presented["client_instance"] = None if value is None else _client(value)
+        elif key == "socket":
+            presented["client_socket"] = value
+        elif key == "container":
+            presented["container_instance"] = ContainerInstance.of(value)
+        elif key == "endpoint_shell":
+            presented["endpoint_shell_instance"] = EndpointShellInstance.of(value)
+        elif key == "forwarder":
+            presented["forwarder_instance"] = ForwarderInstance.of(value)
+        elif key == "exception":
+            presented["exception_object"] = value
+        elif key == "errors":
+            presented["errors_dict"] = value
+        else:
+            presented[key] = value
+    return presented
+
+
+def _client(channel: Any) -> ClientInstance:
+    return ClientInstance(None, exchange_keys=False, channel=channel)
+
+
 class _VirtualizationInterface:
     """What ``getRuntimeVirtualizationInterface`` hands out: the live containers."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, server: Server) -> None:
+        self._server = server
 
     def getStoredContainersAmount(self) -> int:
-        return self._engine.registry.count().get()
+        return self._server.registry.count().get()
 
     def listStoredContainers(self) -> list[str]:
-        return self._engine.registry.uuids().get()
+        return self._server.registry.uuids().get()
 
     def getStoredContainer(self, container_uuid: str):
-        entry = self._engine.registry.get(container_uuid).get()
-        return None if entry is None else entry.container_instance
+        entry = self._server.registry.get(container_uuid).get()
+        return None if entry is None else ContainerInstance.of(entry.container)
 
     def createContainer(self, iso_path: str | None = None, store: bool = False):
-        container = self._engine.new_container()
-        if iso_path:
-            container.setISOFilePath(iso_path)
+        container = ContainerInstance(iso_path or self._server.settings.iso_path)
         return container
 
     def getHypervisor(self):
-        return self._engine.hypervisor
+        return self._server.context.hypervisors.get()
 
 
 class _DatabaseInterface:
     """What ``getRuntimeDatabaseInterface`` hands out: the hashed credentials store."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, server: Server) -> None:
+        self._server = server
 
     def getJournal(self):
-        return self._engine.journal
+        return self._server.journal
 
     def addEntry(self, container_uuid: str) -> tuple[str, str]:
-        token = requests.new_client_token()
-        self._engine.journal.store_credentials(container_uuid, token)
+        token = verbs.new_client_token()
+        self._server.journal.store_credentials(container_uuid, token)
         return (container_uuid, token)
 
     def verifyEntry(self, container_uuid: str, client_token: str) -> bool:
-        return self._engine.journal.verify_credentials(container_uuid, client_token)
+        return self._server.journal.verify_credentials(container_uuid, client_token)
 
     def deleteEntry(self, container_uuid: str) -> None:
-        self._engine.journal.delete_credentials(container_uuid)
+        self._server.journal.delete_credentials(container_uuid)
 
 
 class _PortForwardingInterface:
     """What ``getRuntimePortForwardingInterface`` hands out: the forwarders of live containers."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, server: Server) -> None:
+        self._server = server
 
     def getForwardablePortRange(self) -> range:
-        low, high = self._engine.settings.port_range
+        low, high = self._server.settings.port_range
         return range(low, high + 1)
 
     def getStoredForwarder(self, container_uuid: str):
-        entry = self._engine.registry.get(container_uuid).get()
-        return None if entry is None else entry.forwarder_instance
+        entry = self._server.registry.get(container_uuid).get()
+        return None if entry is None else ForwarderInstance.of(entry.forwarder)
 
     def listStoredForwarders(self) -> list[str]:
-        return self._engine.registry.uuids().get()
+        return self._server.registry.uuids().get()
 
 
 def _event_decorator(event: str) -> Callable:
@@ -203,28 +234,37 @@ class ServerInterface:
         # No ISO given: the dev image, built on first start if it is not there yet.
         self._build_default_image = not settings.iso_path
         if not settings.iso_path:
-            from anweddol_actors.image.builder import default_image_path
-
             settings.iso_path = str(default_image_path())
         self._passive = bool(passive_mode)
-        self._engine = Engine(
-            settings, passive=self._passive, rsa_wrapper=runtime_rsa_wrapper, journal=journal
+        # Passive servers talk to no client: no key pair (the seed's rule).
+        if runtime_rsa_wrapper is None and not self._passive:
+            runtime_rsa_wrapper = RSAWrapper()
+        self._rsa_wrapper = runtime_rsa_wrapper
+        self._server = Server(
+            settings,
+            passive=self._passive,
+            private_key=None if runtime_rsa_wrapper is None else runtime_rsa_wrapper.private_key,
+            journal=journal,
         )
         self._virtualization = runtime_virtualization_interface or _VirtualizationInterface(
-            self._engine
+            self._server
         )
-        self._database = runtime_database_interface or _DatabaseInterface(self._engine)
+        self._database = runtime_database_interface or _DatabaseInterface(self._server)
         self._port_forwarding = runtime_port_forwarding_interface or _PortForwardingInterface(
-            self._engine
+            self._server
         )
         self._start_lock = threading.Lock()
         self._closed = False
+        # The user's routines, as given (the seed's getters return them); the engine holds
+        # wrappers that present its data as the seed's objects.
+        self._request_routines: dict[str, Callable] = {}
+        self._event_routines: dict[str, Callable] = {}
         for verb, routine in (
             (REQUEST_VERB_CREATE, self._handle_create_request),
             (REQUEST_VERB_DESTROY, self._handle_destroy_request),
             (REQUEST_VERB_STAT, self._handle_stat_request),
         ):
-            self._engine.request_handlers[verb] = routine
+            self._install_verb(verb, routine)
 
     # -- context manager and finaliser ----------------------------------------------------
 
@@ -245,10 +285,10 @@ class ServerInterface:
     # -- general usage --------------------------------------------------------------
 
     def isRunning(self) -> bool:
-        return self._engine.running
+        return self._server.running
 
     def getRuntimeContainerISOFilePath(self) -> str:
-        return self._engine.settings.iso_path
+        return self._server.settings.iso_path
 
     def getRuntimeDatabaseInterface(self) -> Any:
         return self._database
@@ -257,22 +297,23 @@ class ServerInterface:
         return self._virtualization
 
     def getRuntimeRSAWrapper(self) -> RSAWrapper | None:
-        return self._engine.rsa_wrapper
+        return self._rsa_wrapper
 
     def getRuntimePortForwardingInterface(self) -> Any:
         return self._port_forwarding
 
     def getRuntimeStatistics(self) -> tuple[bool, int, int]:
-        return (self.isRunning(), self._engine.runtime_errors, self._engine.uptime())
+        context = self._server.context
+        return (self.isRunning(), context.dispatch.runtime_errors, context.uptime())
 
     def getRequestHandler(self, verb: str) -> Callable | None:
-        return self._engine.request_handlers.get(verb)
+        return self._request_routines.get(verb)
 
     def getEventHandler(self, event: str) -> Callable | None:
-        return self._engine.events.get(event)
+        return self._event_routines.get(event)
 
     def setRuntimeContainerISOFilePath(self, iso_file_path: str) -> None:
-        self._engine.settings.iso_path = iso_file_path
+        self._server.settings.iso_path = iso_file_path
 
     def setRuntimeDatabaseInterface(self, database_interface: Any) -> None:
         self._database = database_interface
@@ -283,7 +324,8 @@ class ServerInterface:
     def setRuntimeRSAWrapper(self, rsa_wrapper: RSAWrapper) -> None:
         if self.isRunning():
             raise RuntimeError("The RSA wrapper cannot change while the server is running")
-        self._engine.rsa_wrapper = rsa_wrapper
+        self._rsa_wrapper = rsa_wrapper
+        self._server.context.private_key = rsa_wrapper.private_key
 
     def setRuntimePortForwardingInterface(self, port_forwarding_interface: Any) -> None:
         self._port_forwarding = port_forwarding_interface
@@ -291,13 +333,14 @@ class ServerInterface:
     # -- beyond the seed (snake_case) ------------------------------------------------
 
     @property
-    def engine(self) -> Engine:
-        return self._engine
+    def engine(self) -> Server:
+        """The engine's supervisor, for administration and tests."""
+        return self._server
 
     @property
     def listen_address(self) -> tuple:
         """The bound (address, port): useful with ``listen_port=0`` in tests."""
-        return self._engine.listen_address
+        return self._server.listen_address
 
     # -- request / client handling ----------------------------------------------------
 
@@ -306,14 +349,22 @@ class ServerInterface:
             raise ValueError("verb must be a non-empty string")
         if not callable(routine):
             raise ValueError("routine must be callable")
-        self._engine.request_handlers[verb] = routine
+        self._install_verb(verb, routine)
+
+    def _install_verb(self, verb: str, routine: Callable) -> None:
+        def run(request: Request) -> Any:
+            client = None if request.channel is None else _client(request.channel)
+            return routine(client_instance=client, **present(request.extra))
+
+        self._request_routines[verb] = routine
+        self._server.verbs[verb] = run
 
     def handleClient(
         self, client_instance: ClientInstance, asynchronous: bool = DEFAULT_ASYNCHRONOUS
     ) -> None:
         if client_instance.isClosed():
             raise RuntimeError("The client is closed")
-        self._engine.handle_client(client_instance, asynchronous)
+        self._server.handle_channel(client_instance.channel, asynchronous)
 
     # -- lifecycle control --------------------------------------------------------------
 
@@ -322,23 +373,23 @@ class ServerInterface:
             if self.isRunning():
                 raise RuntimeError("The server is already running")
             if self._build_default_image and not self._passive:
-                from anweddol_actors.image.builder import ensure_image
-
-                self._engine.settings.iso_path = str(ensure_image())
-            self._engine.start()
-        self._engine.fire(EVENT_SERVER_STARTED, CONTEXT_NORMAL_PROCESS, {})
+                self._server.settings.iso_path = str(ensure_image())
+            transition = self._server.start()
+        self._server.dispatch.emit(transition, EVENT_SERVER_STARTED, CONTEXT_NORMAL_PROCESS, {})
         if not self._passive:
             # The seed's startServer blocks its thread until the server stops.
-            self._engine.wait_stopped()
+            self._server.wait_stopped()
 
     def stopServer(self, die_on_error: bool = DEFAULT_DIE_ON_ERROR) -> None:
         if not self.isRunning():
             return
-        errors = self._engine.stop()
+        transition, errors = self._server.stop()
         for exc in errors:
-            self._engine.count_runtime_error()
-            self._report_runtime_error(exc, CONTEXT_ERROR)
-        self._engine.fire(EVENT_SERVER_STOPPED, CONTEXT_NORMAL_PROCESS, {})
+            self._server.dispatch.report(exc, {}, None, CONTEXT_ERROR)
+        if transition is not None:
+            self._server.dispatch.emit_contained(
+                transition, EVENT_SERVER_STOPPED, CONTEXT_NORMAL_PROCESS, {}
+            )
         if errors and die_on_error:
             os._exit(_DIE_EXIT_CODE)
 
@@ -347,7 +398,7 @@ class ServerInterface:
         if self._closed:
             return
         self.stopServer()
-        self._engine.close()
+        self._server.close()
         self._closed = True
 
     # -- manual handler execution -----------------------------------------------------
@@ -359,7 +410,7 @@ class ServerInterface:
         data: dict | None = None,
         **kwargs: Any,
     ) -> dict | None:
-        routine = self._engine.request_handlers.get(verb)
+        routine = self._request_routines.get(verb)
         if routine is None:
             raise RuntimeError(f"No request handler for verb {verb!r}")
         if verb == REQUEST_VERB_DESTROY and routine == self._handle_destroy_request:
@@ -381,7 +432,8 @@ class ServerInterface:
     def triggerEvent(self, event: str, context: int, data: dict | None = None) -> Any:
         if event not in ALL_EVENTS:
             raise RuntimeError(f"The event {event!r} does not exist")
-        result = self._engine.fire(event, context, data or {})
+        routine = self._event_routines.get(event)
+        result = None if routine is None else routine(context=context, data=dict(data or {}))
         if self._passive:
             return result
         client = (data or {}).get("client_instance")
@@ -396,7 +448,12 @@ class ServerInterface:
             raise RuntimeError(f"The event {event!r} does not exist")
         if not callable(routine):
             raise ValueError("routine must be callable")
-        self._engine.events.set(event, routine)
+
+        def handler(context: int, data: dict) -> Any:
+            return routine(context=context, data=present(data))
+
+        self._event_routines[event] = routine
+        self._server.dispatch.set(event, handler)
 
     on_container_created = _event_decorator(EVENT_CONTAINER_CREATED)
     on_container_domain_started = _event_decorator(EVENT_CONTAINER_DOMAIN_STARTED)
@@ -420,13 +477,18 @@ class ServerInterface:
 
     # -- the seed's private handlers (their names are part of what users subclass) -------
 
+    def _run(self, flow: Callable, client_instance, passive_execution: bool, **kwargs: Any):
+        channel = None if client_instance is None else client_instance.channel
+        parameters = kwargs.pop("credentials_dict", None)
+        return self._server.run_verb(flow, channel, passive_execution, parameters, kwargs)
+
     def _handle_create_request(
         self,
         client_instance: ClientInstance | None = None,
         passive_execution: bool = False,
         **kwargs: Any,
     ) -> dict | None:
-        return requests.handle_create(self._engine, client_instance, passive_execution, **kwargs)
+        return self._run(create.create, client_instance, passive_execution, **kwargs)
 
     def _handle_destroy_request(
         self,
@@ -435,8 +497,12 @@ class ServerInterface:
         credentials_dict: dict | None = None,
         **kwargs: Any,
     ) -> dict | None:
-        return requests.handle_destroy(
-            self._engine, client_instance, passive_execution, credentials_dict, **kwargs
+        return self._run(
+            verbs.destroy,
+            client_instance,
+            passive_execution,
+            credentials_dict=credentials_dict,
+            **kwargs,
         )
 
     def _handle_stat_request(
@@ -445,17 +511,4 @@ class ServerInterface:
         passive_execution: bool = False,
         **kwargs: Any,
     ) -> dict | None:
-        return requests.handle_stat(self._engine, client_instance, passive_execution, **kwargs)
-
-    def _report_runtime_error(self, exc: BaseException, context: int) -> None:
-        try:
-            self._engine.fire(
-                EVENT_RUNTIME_ERROR,
-                context,
-                {
-                    "exception_object": exc,
-                    "traceback": "".join(traceback.format_exception(exc)),
-                },
-            )
-        except Exception:
-            log.exception("on_runtime_error handler raised")
+        return self._run(verbs.stat, client_instance, passive_execution, **kwargs)

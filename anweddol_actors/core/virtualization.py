@@ -3,21 +3,20 @@
 ``ContainerInstance`` and ``EndpointShellInstance`` are thin handles on a container actor
 and an endpoint shell actor: every call is a message to the actor, so handlers may call
 them from any thread — but never from inside those actors (DESIGN.md, threading rules).
+The server hands handlers handles on its own actors; a seed user may also build a
+standalone one, which gets its own in-memory journal and libvirt connection.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import threading
-import time
 import uuid as uuid_module
+import xml.etree.ElementTree as ET
 from typing import Any
 
-from anweddol_actors.actors.container import ContainerActor, ContainerSettings
-from anweddol_actors.actors.endpoint_shell import EndpointShellActor
-from anweddol_actors.guest.shell import generate_credentials
-from anweddol_actors.hypervisor import Hypervisor, wait_for_ssh_banner
+from anweddol_actors.actors.container import ContainerSettings, wait_ready
+from anweddol_actors.engine.entities import start_container_with, start_shell_with
+from anweddol_actors.hypervisor import Hypervisor
+from anweddol_actors.image.checksum import iso_sha256
 from anweddol_actors.journal import Journal
 
 DEFAULT_LIBVIRT_DRIVER_URI = "qemu:///system"
@@ -40,31 +39,6 @@ DEFAULT_OPEN_SHELL = True
 
 # Seconds per "tryout" of the seed's wait_max_tryout (it slept about this long per try).
 _SECONDS_PER_TRYOUT = 6.0
-# How often a boot wait checks that the domain is still alive.
-_READY_SLICE = 2.0
-
-_checksums: dict[tuple[str, int, int], str] = {}
-_checksums_lock = threading.Lock()
-
-
-def iso_sha256(path: str) -> str:
-    """SHA-256 of an ISO, streamed, and cached per (path, size, mtime).
-
-    The seed read the whole ISO into memory on every CREATE (PROTOCOL.md §4).
-    """
-    stat = os.stat(path)
-    key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
-    with _checksums_lock:
-        if key in _checksums:
-            return _checksums[key]
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    value = digest.hexdigest()
-    with _checksums_lock:
-        _checksums[key] = value
-    return value
 
 
 class ContainerInstance:
@@ -78,63 +52,34 @@ class ContainerInstance:
         vcpus: int = DEFAULT_CONTAINER_VCPUS,
         nat_interface_name: str = DEFAULT_NAT_INTERFACE_NAME,
         *,
-        journal: Journal | None = None,
-        hypervisor: Hypervisor | None = None,
-        network_mode: str = "user",
-        domain_type: str = DEFAULT_DOMAIN_TYPE,
-        shell_timeout: float = 10.0,
-        guest_port_range: tuple[int, int] = (30000, 39999),
-        lifecycle: Any = None,
-        owner: str | None = None,
+        actor: Any = None,
     ) -> None:
-        self._lifecycle = lifecycle  # a resumed one when a restarted server adopts it
-        self._uuid = container_uuid or str(uuid_module.uuid4())
-        self._journal = journal if journal is not None else Journal(":memory:")
-        self._hypervisor = hypervisor
-        self._domain_type = domain_type
-        self._shell_timeout = shell_timeout
+        """``actor``: a handle on a container actor the server runs (what handlers get);
+        without it, a standalone container whose actor starts with ``startDomain``."""
+        self._actor = actor
+        self._uuid = (
+            actor.uuid.get() if actor is not None else container_uuid or str(uuid_module.uuid4())
+        )
         self._settings = ContainerSettings(
             iso_path=iso_path,
             memory_mib=memory,
             vcpus=vcpus,
-            domain_type=domain_type,
-            network_mode=network_mode,
+            domain_type=DEFAULT_DOMAIN_TYPE,
             nat_interface_name=nat_interface_name,
-            guest_port_range=guest_port_range,
-            owner=owner,
         )
-        self._actor = None
-        self._endpoint_shell: EndpointShellInstance | None = None
-        if hypervisor is not None:
-            self._spawn(hypervisor)
+        self._journal: Journal | None = None
 
-    # -- plumbing (snake_case: not part of the seed) ---------------------------------
-
-    def _spawn(self, hypervisor: Hypervisor) -> None:
-        self._hypervisor = hypervisor
-        if self._settings.domain_type == "auto":
-            self._settings.domain_type = hypervisor.detect_domain_type()
-        self._actor = ContainerActor.start(
-            self._uuid, self._journal, hypervisor, self._settings, self._lifecycle
-        ).proxy()
+    @classmethod
+    def of(cls, actor: Any) -> ContainerInstance:
+        return cls("", actor=actor)
 
     @property
     def actor(self) -> Any:
-        if self._actor is None:
-            self._spawn(Hypervisor(DEFAULT_LIBVIRT_DRIVER_URI))
         return self._actor
 
     def _snapshot(self) -> dict:
         if self._actor is None:
-            return {
-                "uuid": self._uuid,
-                "state": "created",
-                "iso_path": self._settings.iso_path,
-                "memory_mib": self._settings.memory_mib,
-                "vcpus": self._settings.vcpus,
-                "nat_interface_name": self._settings.nat_interface_name,
-                "guest_address": None,
-            }
+            return {"state": "created", "guest_address": None, **self._settings.__dict__}
         return self._actor.snapshot().get()
 
     def _configure(self, **changes: Any) -> None:
@@ -143,6 +88,13 @@ class ContainerInstance:
                 setattr(self._settings, key, value)
         else:
             self._actor.configure(**changes).get()
+
+    def _spawn(self, driver_uri: str) -> None:
+        self._journal = Journal(":memory:")
+        self._actor = start_container_with(
+            self._journal, Hypervisor(driver_uri), self._settings, self._uuid
+        )
+        self._actor.create().get()
 
     # -- seed API ------------------------------------------------------------------------
 
@@ -165,8 +117,6 @@ class ContainerInstance:
         domain = self.getDomainDescriptor()
         if domain is None:
             raise RuntimeError("The container domain is not created")
-        import xml.etree.ElementTree as ET
-
         mac = ET.fromstring(domain.XMLDesc()).find(".//interface/mac")
         return mac.get("address") if mac is not None else None
 
@@ -212,11 +162,12 @@ class ContainerInstance:
         endpoint_listen_port: int = DEFAULT_CONTAINER_ENDPOINT_LISTEN_PORT,
         open_shell: bool = DEFAULT_OPEN_SHELL,
     ) -> EndpointShellInstance:
-        host, port = self._snapshot()["guest_address"] or (None, endpoint_listen_port)
+        snapshot = self._snapshot()
+        host, port = snapshot["guest_address"] or (None, endpoint_listen_port)
         # In ``user`` mode the guest's port 22 is reached through QEMU's loopback forward.
-        if self._settings.network_mode != "user":
+        if snapshot["network_mode"] != "user":
             port = endpoint_listen_port
-        shell = EndpointShellInstance(
+        return EndpointShellInstance(
             host,
             endpoint_username,
             endpoint_password,
@@ -224,10 +175,7 @@ class ContainerInstance:
             open_shell=open_shell,
             journal=self._journal,
             shell_id=f"{self._uuid}.shell",
-            timeout=self._shell_timeout,
         )
-        self._endpoint_shell = shell
-        return shell
 
     def startDomain(
         self,
@@ -236,16 +184,16 @@ class ContainerInstance:
         driver_uri: str = DEFAULT_LIBVIRT_DRIVER_URI,
         domain_type: str | None = None,
     ) -> None:
-        if self._actor is None:
-            self._spawn(Hypervisor(driver_uri))
         if domain_type is not None:
             self._configure(domain_type=domain_type)
+        if self._actor is None:
+            self._spawn(driver_uri)
         if self.isDomainRunning():
             raise RuntimeError("The container domain is already running")
         self._actor.start_domain().get()
         if wait_available:
             timeout = None if wait_max_tryout == -1 else wait_max_tryout * _SECONDS_PER_TRYOUT
-            self.wait_ready(timeout)
+            wait_ready(self._actor, self._uuid, timeout)
 
     def stopDomain(self) -> None:
         if self._actor is not None:
@@ -257,33 +205,6 @@ class ContainerInstance:
         """Stop the container's actor (its on_stop destroys a domain still running)."""
         if self._actor is not None:
             self._actor.actor_ref.stop()
-
-    def wait_ready(self, timeout: float | None) -> tuple[str, int]:
-        """Block until the guest's SSH server sends its banner; the guest's address.
-
-        Readiness is the banner, not a TCP connect: QEMU accepts on the forwarded port long
-        before the guest listens (IMAGE-NOTES.md). The wait is cut in slices so that a
-        domain that dies while booting fails the wait at once instead of at the deadline.
-        """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        host, port = self._actor.resolve_guest_address(timeout or 3600).get()
-        while True:
-            step_end = time.monotonic() + _READY_SLICE
-            if deadline is not None:
-                step_end = min(step_end, deadline)
-            try:
-                wait_for_ssh_banner(host, port, step_end)
-                return host, port
-            except TimeoutError:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise TimeoutError(
-                        f"container {self._uuid}: no SSH banner from {host}:{port} "
-                        f"within {timeout:.0f} s"
-                    ) from None
-                if not self.isDomainRunning():
-                    raise RuntimeError(
-                        f"container {self._uuid}: the domain stopped while booting"
-                    ) from None
 
 
 class EndpointShellInstance:
@@ -300,19 +221,27 @@ class EndpointShellInstance:
         journal: Journal | None = None,
         shell_id: str | None = None,
         timeout: float = 10.0,
+        actor: Any = None,
     ) -> None:
-        self._actor = EndpointShellActor.start(
-            shell_id or f"{uuid_module.uuid4()}.shell",
-            journal if journal is not None else Journal(":memory:"),
-            container_ip,
-            endpoint_listen_port,
-            endpoint_username,
-            endpoint_password,
-            timeout,
-        ).proxy()
-        self._stored_credentials: tuple[str, str] | None = None
-        if open_shell:
-            self.openShell()
+        """``actor``: a handle on a shell actor the server runs (what handlers get)."""
+        if actor is None:
+            actor = start_shell_with(
+                journal if journal is not None else Journal(":memory:"),
+                shell_id or f"{uuid_module.uuid4()}.shell",
+                container_ip,
+                endpoint_listen_port,
+                endpoint_username,
+                endpoint_password,
+                timeout,
+            )
+            actor.create().get()
+            if open_shell:
+                actor.open().get()
+        self._actor = actor
+
+    @classmethod
+    def of(cls, actor: Any) -> EndpointShellInstance:
+        return cls(None, actor=actor)
 
     @property
     def actor(self) -> Any:
@@ -331,8 +260,7 @@ class EndpointShellInstance:
         return self._describe()["state"] != "started"
 
     def getSSHClient(self) -> Any:
-        shell = self._actor.shell.get()
-        return None if shell is None else shell.client
+        return self._actor.ssh_client().get()
 
     def getContainerIP(self) -> str:
         return self._describe()["host"]
@@ -342,7 +270,7 @@ class EndpointShellInstance:
         return (info["username"], info["password"], info["port"])
 
     def getStoredClientSSHCredentials(self) -> tuple[str, str] | None:
-        return self._stored_credentials
+        return self._describe()["client_credentials"]
 
     def setContainerIP(self, ip: str) -> None:
         self._actor.set_target(host=ip).get()
@@ -351,7 +279,7 @@ class EndpointShellInstance:
         self._actor.set_credentials(username, password, listen_port).get()
 
     def storeClientSSHCredentials(self, client_ssh_username: str, client_ssh_password: str):
-        self._stored_credentials = (client_ssh_username, client_ssh_password)
+        self._actor.store_client_credentials(client_ssh_username, client_ssh_password).get()
 
     def openShell(self) -> None:
         self._actor.open().get()
@@ -361,10 +289,7 @@ class EndpointShellInstance:
         password_length: int = DEFAULT_CONTAINER_CLIENT_SSH_PASSWORD_LENGTH,
         store: bool = DEFAULT_STORE_CREDENTIALS,
     ) -> tuple[str, str]:
-        credentials = generate_credentials(password_length)
-        if store:
-            self._stored_credentials = credentials
-        return credentials
+        return tuple(self._actor.generate_client_credentials(password_length, store).get())
 
     def closeShell(self) -> None:
         self._actor.close().get()
@@ -374,10 +299,7 @@ class EndpointShellInstance:
         return (stdout, stderr)
 
     def administrateContainer(self) -> None:
-        if self._stored_credentials is None:
-            raise RuntimeError("No client SSH credentials are stored on this instance")
-        username, password = self._stored_credentials
-        self._actor.administer(username, password, 22).get()
+        self._actor.administer(22).get()
 
     def stop_actor(self) -> None:
         self._actor.actor_ref.stop()

@@ -1,2 +1,2 @@
-"""The engine below the seed façade: event dispatch, request flows, the listener and the
-supervisor that ties the actors together. Ordinary snake_case Python."""
+"""The engine below the seed façade: the supervisor, sessions, the request flows, event
+dispatch and the reaper. Ordinary snake_case Python; ``core/`` presents it as the seed."""

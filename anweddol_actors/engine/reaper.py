@@ -1,97 +1,164 @@
-"""The reaper: containers whose domain stopped by itself (the guest powered off) are torn
-down promptly, their forwarder stopped, port freed and credentials removed.
+"""The reaper: the server's actor for automatic actions.
 
-libvirt's lifecycle events say so at once; a slow poll catches whatever an event missed
-(libvirtd restarted, the event thread lagging). Both only *tell* the reaper actor, which
-is the server's thread for automatic actions: user handlers run there with
-``CONTEXT_AUTOMATIC_ACTION``, never inside an entity actor.
+It ends containers that should not live any more:
+- whose domain stopped by itself (the guest powered off): libvirt's lifecycle events say
+  so at once, and each tick polls for what an event missed;
+- past ``max_lifetime`` (seconds since the CREATE) or ``max_idle_time`` (seconds with no
+  connection open through the forwarder);
+- whose entity actor failed (supervision: an exception inside a live container's or
+  forwarder's actor ends that entity through its machine; the reaper ends the rest);
+- whose earlier teardown could not destroy the domain (tried again at each tick).
+
+Timers and libvirt's event thread only *tell* the reaper; every transition happens on the
+reaper's own thread, which is the "server's event thread" where automatic-action handlers
+run (``CONTEXT_AUTOMATIC_ACTION``), never inside an entity actor.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
+import time
 
 import pykka
 
-from anweddol_actors.engine.events import CONTEXT_AUTOMATIC_ACTION
-
-if TYPE_CHECKING:
-    from anweddol_actors.engine.engine import Engine
+from anweddol_actors.actors.base import one_line
+from anweddol_actors.actors.registry import LiveContainer
+from anweddol_actors.engine.context import EngineContext
+from anweddol_actors.engine.entities import stop_actor
+from anweddol_actors.engine.verbs import teardown
+from anweddol_actors.lifecycle import Transition
+from anweddol_actors.lifecycle.events import CONTEXT_AUTOMATIC_ACTION
 
 log = logging.getLogger(__name__)
 
 
 class ReaperActor(pykka.ThreadingActor):
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, context: EngineContext) -> None:
         super().__init__()
-        self.engine = engine
+        self.context = context
 
-    def reap(self, container_uuid: str) -> bool:
-        from anweddol_actors.engine.requests import teardown
-
-        entry = self.engine.registry.pop(container_uuid).get()
+    def reap(self, container_uuid: str, details: dict | None = None) -> bool:
+        """End one live container through the DESTROY path; False when it is not live."""
+        context = self.context
+        entry = context.registry.claim(container_uuid).get()
         if entry is None:
             return False  # destroyed by its owner meanwhile, or not ours
-        log.info("container %s stopped by itself: cleaning up", container_uuid)
-        try:
-            teardown(self.engine, entry, CONTEXT_AUTOMATIC_ACTION)
-        except Exception:
-            self.engine.count_runtime_error()
-            log.exception("could not clean up container %s", container_uuid)
+        details = details or {"reason": "domain stopped by itself"}
+        log.info("container %s: %s, destroying it", container_uuid, details["reason"])
+        # The token stops working first, as for a DESTROY.
+        context.journal.delete_credentials(container_uuid)
+        for exc in teardown(context, entry, CONTEXT_AUTOMATIC_ACTION, details=details):
+            context.dispatch.report(exc, {}, None, CONTEXT_AUTOMATIC_ACTION)
         return True
 
-    def poll(self) -> None:
-        engine = self.engine
-        if engine._hypervisor is None:
+    def entity_failed(
+        self, entity_id: str, kind: str, transition: Transition, exc: BaseException
+    ) -> None:
+        """An entity actor failed by itself. A CREATE in flight unwinds its own; a live
+        container is ended whole, and the error reported once."""
+        container_uuid = entity_id.split(".", 1)[0]
+        if self.context.registry.get(container_uuid).get() is None:
             return
-        for container_uuid in engine.registry.uuids().get():
+        self.context.dispatch.report(exc, {}, transition, CONTEXT_AUTOMATIC_ACTION)
+        self.reap(container_uuid, {"reason": f"{kind} failed: {one_line(exc)}"})
+
+    def tick(self) -> None:
+        """One round of housekeeping (told by the timer thread)."""
+        context = self.context
+        hypervisor = context.hypervisors.opened
+        now = time.monotonic()
+        settings = context.settings
+        for entry in context.registry.live().get():
+            reason = None
             try:
-                active = engine._hypervisor.is_active(container_uuid)
+                if hypervisor is not None and not hypervisor.is_active(entry.uuid):
+                    reason = "domain stopped by itself"
+                elif (
+                    settings.max_lifetime is not None
+                    and now - entry.created_monotonic >= settings.max_lifetime
+                ):
+                    reason = f"max_lifetime of {settings.max_lifetime:g} s reached"
+                elif (
+                    settings.max_idle_time is not None
+                    and entry.forwarder.idle_seconds().get() >= settings.max_idle_time
+                ):
+                    reason = f"max_idle_time of {settings.max_idle_time:g} s reached"
             except Exception:
-                log.exception("could not query domain %s", container_uuid)
+                log.exception("could not check container %s", entry.uuid)
                 continue
-            if not active:
-                self.reap(container_uuid)
+            if reason is not None:
+                self.reap(entry.uuid, {"reason": reason, "expired": "max_" in reason})
+        for entry in context.registry.stuck().get():
+            self._retry(entry)
+
+    def _retry(self, entry: LiveContainer) -> None:
+        """Try again to destroy a domain an earlier teardown could not."""
+        try:
+            entry.container.retry_release().get()
+        except Exception as exc:
+            log.warning("container %s: domain still not destroyed: %s", entry.uuid, one_line(exc))
+            return
+        log.info("container %s: domain destroyed on retry; its slot is free", entry.uuid)
+        stop_actor(entry.container)
+        stop_actor(entry.forwarder)
+        self.context.registry.free(entry.uuid).get()
 
 
 class Reaper:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    """The reaper actor plus the timer thread that tells it to tick."""
+
+    def __init__(self, context: EngineContext) -> None:
+        self.context = context
         self._actor = None
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
         self._watching = False
 
     def start(self) -> None:
-        self._actor = ReaperActor.start(self.engine).proxy()
-        self._timer = threading.Thread(target=self._tick, name="anweddol-reaper-poll", daemon=True)
+        self._actor = ReaperActor.start(self.context).proxy()
+        self.context.on_entity_failed = self._on_entity_failed
+        self.context.hypervisors.when_open(self._watch)
+        self._timer = threading.Thread(target=self._tick, name="anweddol-reaper-tick", daemon=True)
         self._timer.start()
 
-    def watch(self, hypervisor) -> None:
+    def _watch(self, hypervisor) -> None:
         """Subscribe to libvirt's stop events (once the hypervisor connection exists)."""
-        if not self._watching and self._actor is not None:
+        if not self._watching:
             hypervisor.watch_stops(self._on_domain_stopped)
             self._watching = True
 
-    def _on_domain_stopped(self, container_uuid: str) -> None:
+    def _tell(self, method: str, *args) -> None:
         actor = self._actor
         if actor is not None:
             try:
-                actor.reap(container_uuid)  # a tell: the libvirt event thread never waits
+                getattr(actor, method)(*args)  # a tell: the caller never waits
             except pykka.ActorDeadError:
                 pass
 
+    def _on_domain_stopped(self, container_uuid: str) -> None:
+        self._tell("reap", container_uuid)
+
+    def _on_entity_failed(self, entity_id, kind, transition, exc) -> None:
+        self._tell("entity_failed", entity_id, kind, transition, exc)
+
     def _tick(self) -> None:
-        while not self._stop.wait(self.engine.settings.reaper_poll_interval):
-            try:
-                self._actor.poll()
-            except pykka.ActorDeadError:
-                return
+        interval = self._interval()
+        while not self._stop.wait(interval):
+            self._tell("tick")
+
+    def _interval(self) -> float:
+        """The poll interval, shorter when a lifetime is shorter (a 2 s idle limit is not
+        enforced 5 s late)."""
+        settings = self.context.settings
+        limits = [
+            value for value in (settings.max_lifetime, settings.max_idle_time) if value is not None
+        ]
+        return max(0.2, min([settings.reaper_poll_interval, *(v / 4 for v in limits)]))
 
     def stop(self) -> None:
         self._stop.set()
+        self.context.on_entity_failed = None
         if self._timer is not None:
             self._timer.join(timeout=5)
         if self._actor is not None:

@@ -13,6 +13,8 @@ import random
 import socket
 from collections.abc import Iterable
 
+from anweddol_actors.errors import AnweddolError
+
 __all__ = ["PortRangeExhausted", "PortRange", "normalize_port_range", "reserve_port"]
 
 PortRange = range | tuple[int, int] | Iterable[int]
@@ -25,7 +27,7 @@ _TAKEN_ERRNOS = frozenset({errno.EADDRINUSE, errno.EACCES})
 _BACKLOG = 128
 
 
-class PortRangeExhausted(RuntimeError):
+class PortRangeExhausted(AnweddolError, RuntimeError):
     """Every port of the configured range is already taken."""
 
     def __init__(self, port_range: range, bind_address: str) -> None:

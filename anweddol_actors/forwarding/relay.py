@@ -16,6 +16,13 @@ the loop closes the listener and every pair (with RST, so no TIME_WAIT holds the
 exits. A forwarder carries SSH sessions, so every socket gets TCP_NODELAY: interactive
 keystrokes must not wait on Nagle (PROTOCOL.md §4, "Latency from tiny writes").
 
+Idle tracking: the server destroys a container once nobody has had a connection open
+through its forwarder for a while, so the relay records `idle_since`, the monotonic time
+the last open pair closed (or the relay started), and None while any pair is open. A pair
+counts as open from accept to close, including while its target connect is pending: the
+client is connected and waiting. Only the loop thread writes it (start() sets it once before
+the loop exists); readers on other threads take no lock, see `idle_since`.
+
 Two ways to move bytes, same state machine: copy (recv_into one shared scratch buffer, then
 send) and splice (socket → pipe → socket inside the kernel, `os.splice`). Splice measured
 20-45% faster for bulk transfers (benchmarks/forwarder_throughput.py) but costs two pipes
@@ -187,6 +194,9 @@ class Relay:
         self._sel: selectors.BaseSelector | None = None
         self._scratch = memoryview(bytearray(0 if self._splice else CHUNK_SIZE))
         self.error: BaseException | None = None  # what killed the loop, if anything did
+        # A relay that never ran has had no connection either: idle from its creation,
+        # until start() restarts the clock.
+        self._idle_since: float | None = time.monotonic()
 
     # -- public API ------------------------------------------------------------------------
 
@@ -205,7 +215,26 @@ class Relay:
 
     @property
     def connection_count(self) -> int:
+        """Client connections open now (from accept to close, target connect included).
+
+        Safe from any thread without the lock: len() of a set is one atomic read, so a
+        reader sees the count before or after the loop's change, never a torn value.
+        """
         return len(self._pairs)
+
+    @property
+    def idle_since(self) -> float | None:
+        """`time.monotonic()` since when no connection has been open, None while one is.
+
+        Set at start(), cleared when a connection opens, set again when the last open one
+        closes (or when stop() closes them). Safe from any thread without the lock: only
+        the loop thread writes it (start() before the loop exists), and rebinding one
+        attribute is atomic, so a reader gets the old or the new value, never a mix.
+        Compare it with `time.monotonic()`, not `time.time()`. Decide on it alone, not with
+        `connection_count`: the two are not updated as one, so a pair read together may
+        straddle a change.
+        """
+        return self._idle_since
 
     @property
     def bytes_in(self) -> int:
@@ -232,6 +261,8 @@ class Relay:
             self._sel = selectors.DefaultSelector()
             self._sel.register(self._wake_r, _R, None)
             self._sel.register(self._listener, _R, None)
+            # The idle clock runs from start (the container's CREATE), not construction.
+            self._idle_since = time.monotonic()
             self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
             self._thread.start()
         log.debug("%s: relaying port %d to %s:%d", self.name, self._port, *self._target)
@@ -350,6 +381,7 @@ class Relay:
                 target.close()
             return
         self._pairs.add(pair)
+        self._idle_since = None
         deadline = time.monotonic() + self._connect_timeout
         heapq.heappush(self._deadlines, (deadline, next(self._seq), pair))
         self._update_interest(pair)
@@ -406,6 +438,8 @@ class Relay:
         sel = self._sel
         assert sel is not None
         self._pairs.discard(pair)
+        if not self._pairs and self._idle_since is None:
+            self._idle_since = time.monotonic()
         pair.connecting = False  # lets _next_timeout drop its connect deadline
         for sock, mask in pair.masks.items():
             if mask:

@@ -16,6 +16,8 @@ import threading
 
 import paramiko
 
+from anweddol_actors.errors import AnweddolError
+
 ENDPOINT_USERNAME = "endpoint"
 ENDPOINT_PASSWORD = "endpoint"
 ENDPOINT_LISTEN_PORT = 22
@@ -29,7 +31,7 @@ PASSWORD_PATTERN = re.compile(rf"[A-Za-z0-9]{{1,{MAX_PASSWORD_LENGTH}}}")
 _PASSWORD_ALPHABET = string.ascii_letters + string.digits
 
 
-class EndpointShellError(RuntimeError):
+class EndpointShellError(AnweddolError, RuntimeError):
     """The endpoint shell could not do what was asked."""
 
 

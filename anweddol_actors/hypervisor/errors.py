@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from anweddol_actors.errors import AnweddolError
 
-class HypervisorError(RuntimeError):
+
+class HypervisorError(AnweddolError, RuntimeError):
     """Something libvirt refused or could not do."""
 
 

@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from anweddol_actors.errors import AnweddolError
+
 # Bump when the image content changes so cached images are rebuilt.
 BUILDER_VERSION = 1
 
@@ -41,7 +43,7 @@ LDLINUX_C32 = Path("/usr/lib/syslinux/modules/bios/ldlinux.c32")
 FILES = Path(__file__).parent / "files"
 
 
-class ImageBuildError(RuntimeError):
+class ImageBuildError(AnweddolError, RuntimeError):
     """The image cannot be built (missing tool or package, failing step)."""
 
 

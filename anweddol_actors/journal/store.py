@@ -21,6 +21,7 @@ from typing import Any
 
 import peewee
 
+from anweddol_actors.errors import AnweddolError
 from anweddol_actors.journal.models import Models, bind_models
 
 DEFAULT_DATABASE_PATH = "/var/lib/anweddol_actors/journal.sqlite3"
@@ -29,7 +30,7 @@ MEMORY = ":memory:"
 _SQLITE_URL_PREFIX = "sqlite:///"
 
 
-class JournalError(Exception):
+class JournalError(AnweddolError):
     """The journal could not be opened, read or written."""
 
 

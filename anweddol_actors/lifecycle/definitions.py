@@ -1,11 +1,16 @@
 """Every entity's lifecycle, declared as data in one place.
 
 Theory of operation: all kinds share one skeleton, ``created → started → stopped →
-destroyed``, plus a ``failed`` state reachable while the entity is alive. Kinds that have
-more to say refine ``started`` with child states (a hierarchical machine: the full name of
-a child is ``started_<child>``, the separator being ``_``). A transition whose source is a
-parent state applies to every child of that parent. ``destroyed`` is the only terminal
-state: nothing leaves it.
+destroyed``, plus a ``failed`` state reachable from ``created``, ``started`` and ``stopped``.
+Kinds that have more to say refine ``started`` with child states (a hierarchical machine:
+the full name of a child is ``started_<child>``, the separator being ``_``). A transition
+whose source is a parent state applies to every child of that parent. ``destroyed`` is the
+only terminal state: nothing leaves it.
+
+Before ``created`` there is the initial pseudo-state: the ``create`` step
+(:attr:`MachineSpec.create_trigger`) leaves it, once, so that an entity's birth is
+journalled like any other move (source ``""``). It is not an :class:`Edge`: no state of the
+machine is its source, and it is taken at most once, by a lifecycle that has done nothing yet.
 
 The machines (``machine.py``), the journal replay, the statecharts (``render.py``) and the
 tests are all built from :data:`SPECS`, so changing a machine means changing this table and
@@ -40,6 +45,7 @@ class MachineSpec:
     edges: tuple[Edge, ...]
     initial: str = "created"
     terminal: frozenset[str] = frozenset({"destroyed"})
+    create_trigger: str = "create"
 
     @property
     def leaves(self) -> tuple[str, ...]:
@@ -58,8 +64,14 @@ class MachineSpec:
         return frozenset(self.leaves) | {state.name for state in self.states}
 
     @property
-    def triggers(self) -> tuple[str, ...]:
+    def edge_triggers(self) -> tuple[str, ...]:
+        """The triggers of the edges: what the running machine itself knows."""
         return tuple(dict.fromkeys(edge.trigger for edge in self.edges))
+
+    @property
+    def triggers(self) -> tuple[str, ...]:
+        """Every trigger a lifecycle of this kind may fire: the create step, then the edges'."""
+        return (self.create_trigger, *self.edge_triggers)
 
     def leaf_edges(self) -> dict[tuple[str, str], str]:
         """``(leaf source, trigger) -> dest`` with parent sources expanded to their children."""
@@ -97,6 +109,9 @@ def _validate(spec: MachineSpec) -> MachineSpec:
         raise ValueError(f"{spec.kind}: initial state {spec.initial!r} is not a leaf state")
     if not spec.terminal <= leaves:
         raise ValueError(f"{spec.kind}: terminal states {sorted(spec.terminal - leaves)} unknown")
+    # The journal tells the create step from the others by its trigger alone.
+    if not spec.create_trigger or spec.create_trigger in spec.edge_triggers:
+        raise ValueError(f"{spec.kind}: create trigger {spec.create_trigger!r} must be its own")
     seen: set[tuple[str, str]] = set()
     for edge in spec.edges:
         unknown = [source for source in edge.sources if source not in spec.names]
@@ -117,6 +132,9 @@ def _validate(spec: MachineSpec) -> MachineSpec:
 
 _SKELETON = (State("created"), State("started"), State("stopped"), State("destroyed"))
 _FAILED = State("failed")
+# `stopped` too: an undo step that raised after the stop was journalled (a domain that
+# could not be destroyed) must still be recorded as a failure.
+_FAILABLE = ("created", "started", "stopped")
 
 SERVER = MachineSpec(
     kind="server",
@@ -124,7 +142,7 @@ SERVER = MachineSpec(
     edges=(
         Edge("start", ("created",), "started"),
         Edge("stop", ("started",), "stopped"),
-        Edge("fail", ("created", "started"), "failed"),
+        Edge("fail", _FAILABLE, "failed"),
         Edge("destroy", ("stopped", "failed"), "destroyed"),
     ),
 )
@@ -133,7 +151,7 @@ SESSION = MachineSpec(
     kind="session",
     states=(
         State("created"),
-        State("started", ("handshaking", "ready", "handling")),
+        State("started", ("handshaking", "ready", "handling", "rejecting")),
         State("stopped"),
         State("destroyed"),
         _FAILED,
@@ -142,8 +160,12 @@ SESSION = MachineSpec(
         Edge("start", ("created",), "started_handshaking"),
         Edge("handshake", ("started_handshaking",), "started_ready"),
         Edge("request", ("started_ready",), "started_handling"),
+        # The three ways a request is refused; the session then only closes (or fails).
+        Edge("malformed", ("started_ready",), "started_rejecting"),
+        Edge("unhandled", ("started_handling",), "started_rejecting"),
+        Edge("deny", ("started_handling",), "started_rejecting"),
         Edge("close", ("created", "started"), "stopped"),
-        Edge("fail", ("created", "started"), "failed"),
+        Edge("fail", _FAILABLE, "failed"),
         Edge("destroy", ("stopped", "failed"), "destroyed"),
     ),
 )
@@ -163,7 +185,7 @@ CONTAINER = MachineSpec(
         Edge("administer", ("started_booting",), "started_administered"),
         Edge("serve", ("started_administered",), "started_serving"),
         Edge("stop", ("started",), "stopped"),
-        Edge("fail", ("created", "started"), "failed"),
+        Edge("fail", _FAILABLE, "failed"),
         Edge("destroy", ("created", "stopped", "failed"), "destroyed"),
     ),
 )
@@ -174,7 +196,7 @@ ENDPOINT_SHELL = MachineSpec(
     edges=(
         Edge("open", ("created",), "started"),
         Edge("close", ("started",), "stopped"),
-        Edge("fail", ("created", "started"), "failed"),
+        Edge("fail", _FAILABLE, "failed"),
         Edge("destroy", ("created", "stopped", "failed"), "destroyed"),
     ),
 )
@@ -185,7 +207,7 @@ FORWARDER = MachineSpec(
     edges=(
         Edge("start", ("created",), "started"),
         Edge("stop", ("started",), "stopped"),
-        Edge("fail", ("created", "started"), "failed"),
+        Edge("fail", _FAILABLE, "failed"),
         Edge("destroy", ("created", "stopped", "failed"), "destroyed"),
     ),
 )

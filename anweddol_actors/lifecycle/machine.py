@@ -4,25 +4,31 @@ The journal write is the machine's ``before_state_change`` callback: it runs onc
 trigger has been accepted and before the state changes, so that when :meth:`Lifecycle.fire`
 returns the transition is durable, and when the write raises the state has not moved.
 Nothing else is attached to the machine: the entity acts on the new state after ``fire``
-returns, never from inside a callback.
+returns, never from inside a callback, and ``fire`` hands back the :class:`Transition` it
+took so that the entity can tell what it is reacting to.
+
+The create step (see ``definitions.py``) is not part of the transitions machine, whose
+states all exist: :meth:`Lifecycle.create` journals it directly, with the same guarantees.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from transitions import EventData
 from transitions.extensions import HierarchicalMachine
 
+from anweddol_actors.errors import AnweddolError
 from anweddol_actors.lifecycle.definitions import SEPARATOR, SPECS, MachineSpec
 
 if TYPE_CHECKING:
     from anweddol_actors.journal import Journal
 
 
-class IllegalTransition(ValueError):
+class IllegalTransition(AnweddolError, ValueError):
     """A trigger that the entity's current state does not accept. Nothing was changed."""
 
     def __init__(self, kind: str, entity_id: str, trigger: str, state: str, allowed: Iterable[str]):
@@ -36,6 +42,23 @@ class IllegalTransition(ValueError):
             f"{kind} {entity_id}: trigger {trigger!r} is not allowed in state {state!r}"
             f" (allowed: {accepted})"
         )
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One accepted, journalled move of one entity: what :meth:`Lifecycle.fire` returns.
+
+    ``source`` is ``""`` for the create step (nothing came before it). ``details`` is a
+    copy of what was journalled with the move.
+    """
+
+    kind: str
+    entity_id: str
+    trigger: str
+    source: str
+    dest: str
+    context: int | None = None
+    details: dict[str, Any] | None = None
 
 
 class _Model:
@@ -65,15 +88,19 @@ def _build(spec: MachineSpec, model: _Model, initial: str, before: Any = None) -
     )
 
 
-def _allowed(spec: MachineSpec, model: _Model) -> tuple[str, ...]:
-    return tuple(trigger for trigger in spec.triggers if model.may_trigger(trigger))
+def _allowed(spec: MachineSpec, model: _Model, fresh: bool) -> tuple[str, ...]:
+    return tuple(
+        trigger
+        for trigger in spec.triggers
+        if (fresh if trigger == spec.create_trigger else model.may_trigger(trigger))
+    )
 
 
 class Lifecycle:
     """The state of one entity, moved only by :meth:`fire`, journalled before it moves.
 
-    Writes nothing until the first fire. Safe to call from several threads, though an
-    entity normally belongs to one actor.
+    Writes nothing until the first fire (:meth:`create`, normally). Safe to call from
+    several threads, though an entity normally belongs to one actor.
     """
 
     def __init__(
@@ -93,6 +120,9 @@ class Lifecycle:
         self._lock = threading.RLock()
         self._model = _Model()
         _build(self._spec, self._model, state or self._spec.initial, self._journal_transition)
+        # Only a lifecycle that starts from nothing may journal the entity's creation: one
+        # given a state (resumed) stands for an entity the journal already holds.
+        self._fresh = state is None
 
     @classmethod
     def resume(cls, journal: Journal, entity_id: str, kind: str | None = None) -> Lifecycle:
@@ -117,11 +147,13 @@ class Lifecycle:
     @property
     def allowed_triggers(self) -> tuple[str, ...]:
         with self._lock:
-            return _allowed(self._spec, self._model)
+            return _allowed(self._spec, self._model, self._fresh)
 
     def can(self, trigger: str) -> bool:
         with self._lock:
-            return trigger in self._spec.triggers and self._model.may_trigger(trigger)
+            if trigger == self._spec.create_trigger:
+                return self._fresh
+            return trigger in self._spec.edge_triggers and self._model.may_trigger(trigger)
 
     def is_in(self, state: str) -> bool:
         """True in *state* or in one of its children (``is_in("started")``)."""
@@ -135,11 +167,12 @@ class Lifecycle:
         context: int | None = None,
         details: dict[str, Any] | None = None,
         data: dict[str, Any] | None = None,
-    ) -> str:
-        """Journal then take the transition *trigger*; return the new state.
+    ) -> Transition:
+        """Journal then take the transition *trigger*; return it.
 
         *data* is merged into the entity's recovery data (domain uuid, ports, ...);
-        *details* and *context* go to this transition's row only.
+        *details* and *context* go to this transition's row only. The create step is
+        fired like the others (``fire("create")`` is :meth:`create`).
         Raises IllegalTransition (nothing changed) or JournalError (nothing changed).
         """
         with self._lock:
@@ -147,10 +180,50 @@ class Lifecycle:
                 raise IllegalTransition(
                     self.kind, self.entity_id, trigger, self.state, self.allowed_triggers
                 )
+            creating = trigger == self._spec.create_trigger
+            source = "" if creating else self.state
             merged = {**self._data, **(data or {})}
-            self._model.trigger(trigger, context=context, details=details, data=merged)
+            if creating:
+                # The machine already stands in the initial state: only the journal moves.
+                self._journal.record(
+                    kind=self.kind,
+                    entity_id=self.entity_id,
+                    trigger=trigger,
+                    source=source,
+                    dest=self.state,
+                    context=context,
+                    details=details,
+                    data=merged,
+                    terminal=self.is_terminal,
+                )
+            else:
+                self._model.trigger(trigger, context=context, details=details, data=merged)
             self._data = merged
-            return self.state
+            self._fresh = False
+            return Transition(
+                kind=self.kind,
+                entity_id=self.entity_id,
+                trigger=trigger,
+                source=source,
+                dest=self.state,
+                context=context,
+                details=None if details is None else dict(details),
+            )
+
+    def create(
+        self,
+        *,
+        context: int | None = None,
+        details: dict[str, Any] | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> Transition:
+        """Journal the entity's creation (source ``""``, dest the initial state).
+
+        Allowed once, and only before anything else was fired on a lifecycle that was not
+        given a state; otherwise IllegalTransition. Entities that skip it still work: their
+        first row then has the initial state as its source.
+        """
+        return self.fire(self._spec.create_trigger, context=context, details=details, data=data)
 
     def _journal_transition(self, event: EventData) -> None:
         dest = event.transition.dest
@@ -174,12 +247,14 @@ def replay(kind: str, rows: Iterable[Mapping[str, Any]]) -> str:
     """The state reached by firing the journalled triggers of one entity, in order.
 
     Every row is checked against the machine: its source must be the replayed state and
-    its dest the state the machine reaches. Raises ValueError on any mismatch.
+    its dest the state the machine reaches. The first row may be the create step (source
+    ``""``, dest the initial state), and only the first. Raises ValueError on any mismatch.
     """
     spec = _spec(kind)
     model = _Model()
     _build(spec, model, spec.initial)
     entity_id = None
+    first = True
     for row in rows:
         where = f"journal row {row.get('id')}"
         if row["kind"] != kind:
@@ -188,12 +263,20 @@ def replay(kind: str, rows: Iterable[Mapping[str, Any]]) -> str:
             entity_id = row["entity_id"]
         elif row["entity_id"] != entity_id:
             raise ValueError(f"{where}: entity {row['entity_id']!r}, replaying {entity_id!r}")
-        if row["source"] != model.state:
-            raise ValueError(f"{where}: source {row['source']!r} but replay is in {model.state!r}")
         trigger = row["trigger"]
-        if trigger not in spec.triggers or not model.may_trigger(trigger):
-            raise ValueError(f"{where}: {trigger!r} is not allowed in {model.state!r}")
-        model.trigger(trigger)
+        creating = trigger == spec.create_trigger
+        if creating and not first:
+            raise ValueError(f"{where}: {trigger!r} can only be an entity's first row")
+        first = False
+        expected_source = "" if creating else model.state
+        if row["source"] != expected_source:
+            raise ValueError(
+                f"{where}: source {row['source']!r} but replay is in {expected_source!r}"
+            )
+        if not creating:
+            if trigger not in spec.edge_triggers or not model.may_trigger(trigger):
+                raise ValueError(f"{where}: {trigger!r} is not allowed in {model.state!r}")
+            model.trigger(trigger)
         if model.state != row["dest"]:
             raise ValueError(
                 f"{where}: dest {row['dest']!r} but the machine reached {model.state!r}"

@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from anweddol_actors.errors import AnweddolError
+
 __all__ = [
     "TOKEN_BYTES",
     "AccessTokenEntry",
@@ -46,7 +48,7 @@ _SCHEMA = f"""CREATE TABLE IF NOT EXISTS {_TABLE} (
 )"""
 
 
-class AccessTokenError(Exception):
+class AccessTokenError(AnweddolError):
     """The token database cannot be opened or used; the message is one line."""
 
 

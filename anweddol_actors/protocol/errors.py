@@ -7,10 +7,12 @@ own code misused the connection: a bug.
 
 from __future__ import annotations
 
+from anweddol_actors.errors import AnweddolError
+
 __all__ = ["LocalProtocolError", "ProtocolError", "RemoteProtocolError"]
 
 
-class ProtocolError(Exception):
+class ProtocolError(AnweddolError):
     """Base of every error raised by :mod:`anweddol_actors.protocol`."""
 
 

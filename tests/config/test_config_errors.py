@@ -60,6 +60,48 @@ def error_of(text: str) -> str:
             "config.yaml: container.ready_timeout: must be a positive number of seconds (got 0)",
         ),
         (
+            "container: {max_lifetime: 0}",
+            "config.yaml: container.max_lifetime: "
+            "must be a positive number of seconds, or null for no limit (got 0)",
+        ),
+        (
+            "container: {max_lifetime: -3600}",
+            "config.yaml: container.max_lifetime: "
+            "must be a positive number of seconds, or null for no limit (got -3600)",
+        ),
+        (
+            "container: {max_lifetime: .inf}",
+            "config.yaml: container.max_lifetime: "
+            "must be a positive number of seconds, or null for no limit (got inf)",
+        ),
+        (
+            "container: {max_idle_time: 0.0}",
+            "config.yaml: container.max_idle_time: "
+            "must be a positive number of seconds, or null for no limit (got 0.0)",
+        ),
+        (
+            "container: {max_idle_time: .nan}",
+            "config.yaml: container.max_idle_time: "
+            "must be a positive number of seconds, or null for no limit (got nan)",
+        ),
+        (
+            "container: {max_idle_time: 1h}",
+            "config.yaml: container.max_idle_time: must be of number type",
+        ),
+        (
+            "container: {max_idle_time: '3600'}",
+            "config.yaml: container.max_idle_time: must be of number type",
+        ),
+        # A boolean is not a number here, although YAML's `yes` is Python's True (== 1).
+        (
+            "container: {max_lifetime: yes}",
+            "config.yaml: container.max_lifetime: must be of number type",
+        ),
+        (
+            "container: {max_idle_time: [60]}",
+            "config.yaml: container.max_idle_time: must be of number type",
+        ),
+        (
             "container: {endpoint_password: ''}",
             "config.yaml: container.endpoint_password: must not be empty",
         ),

@@ -39,6 +39,9 @@ def test_embedded_default_needs_no_file():
     assert config.container.libvirt_uri == "qemu:///system"
     assert config.container.container_iso_file_path is None
     assert config.container.ready_timeout == 120.0
+    assert config.container.max_lifetime is None
+    assert config.container.max_idle_time == 3600.0
+    assert isinstance(config.container.max_idle_time, float)
     assert config.server.listen_port == 6150
     assert config.server.timeout == 10.0
     assert isinstance(config.server.timeout, float)
@@ -71,6 +74,8 @@ def test_original_config_file_loads(tmp_path):
     )
     # Keys the original does not have take our defaults.
     assert config.container.network_mode == "user"
+    assert config.container.max_lifetime is None
+    assert config.container.max_idle_time == 3600.0
     assert config.server.database == "/var/lib/anweddol_actors/journal.sqlite3"
 
 
@@ -129,6 +134,32 @@ def test_empty_file_and_commented_sections_mean_defaults(tmp_path):
 def test_null_limit_means_unlimited():
     config = parse_config("container: {max_allowed_running_container_domains: null}")
     assert config.container.max_allowed_running_container_domains is None
+
+
+@pytest.mark.parametrize(
+    ("text", "lifetime", "idle"),
+    [
+        ("container: {max_lifetime: 7200, max_idle_time: 600}", 7200.0, 600.0),
+        ("container: {max_lifetime: 0.5, max_idle_time: 1.5}", 0.5, 1.5),
+        ("container: {max_lifetime: 86400, max_idle_time: null}", 86400.0, None),
+        ("container: {max_lifetime: null, max_idle_time: null}", None, None),
+        ("container: {max_lifetime: 60}", 60.0, 3600.0),
+    ],
+)
+def test_container_time_limits(text, lifetime, idle):
+    container = parse_config(text).container
+    assert container.max_lifetime == lifetime
+    assert container.max_idle_time == idle
+    for value in (container.max_lifetime, container.max_idle_time):
+        assert value is None or type(value) is float
+
+
+def test_container_time_limits_round_trip():
+    config = parse_config("container: {max_lifetime: 7200, max_idle_time: null}")
+    plain = config.to_dict()
+    assert plain["container"]["max_lifetime"] == 7200.0
+    assert plain["container"]["max_idle_time"] is None
+    assert parse_config(yaml.safe_dump(plain)) == config
 
 
 def test_config_is_frozen():

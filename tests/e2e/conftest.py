@@ -13,7 +13,7 @@ from serverharness import RunningServer
 
 from anweddol_actors.core.crypto import RSAWrapper
 from anweddol_actors.core.server import ServerInterface
-from anweddol_actors.engine.engine import Settings
+from anweddol_actors.engine.settings import Settings
 from anweddol_actors.hypervisor import Hypervisor, ensure_daemons
 from anweddol_actors.image.builder import build_image, make_traversable
 
@@ -91,4 +91,4 @@ def make_vm_server(qemu, images, rsa, tmp_path):
     # stopServer stops every container: nothing these servers made may be left in libvirt
     # (each server marks its domains with its own owner id; others' are not ours to judge).
     for running in running_servers:
-        assert qemu.list_marked(owner=running.engine.owner) == []
+        assert qemu.list_marked(owner=running.engine.context.owner) == []

@@ -486,3 +486,140 @@ def test_context_manager_and_repr(echo_target: Target) -> None:
         assert f":{relay.port} -> {HOST}:{echo_target.port}" in repr(relay)
         assert echo_roundtrip(relay.port, b"ctx") == b"ctx"
     assert not relay.is_running
+
+
+# -- idle tracking (the server destroys a container idle for max_idle_time) ---------------
+
+
+def opened(port: int) -> socket.socket:
+    """A client connection the relay has surely accepted (an echo made it through)."""
+    sock = socket.create_connection((HOST, port), timeout=10)
+    sock.sendall(b"!")
+    assert sock.recv(1) == b"!"
+    return sock
+
+
+def test_idle_since_follows_open_connections(echo_target: Target) -> None:
+    relay = Relay(reserve_port(TEST_RANGE, HOST), (HOST, echo_target.port))
+    assert relay.idle_since is not None  # never started: no connection either
+    before = time.monotonic()
+    relay.start()
+    try:
+        started = relay.idle_since
+        assert started is not None
+        assert before <= started <= time.monotonic()
+        assert relay.connection_count == 0
+
+        first = opened(relay.port)
+        assert relay.idle_since is None
+        assert relay.connection_count == 1
+        second = opened(relay.port)
+        assert relay.connection_count == 2
+
+        first.close()
+        assert wait_for(lambda: relay.connection_count == 1)
+        assert relay.idle_since is None  # one connection is still open
+
+        closing = time.monotonic()
+        second.close()
+        assert wait_for(lambda: relay.idle_since is not None)
+        assert relay.connection_count == 0
+        idle = relay.idle_since
+        assert idle is not None
+        assert started < closing <= idle <= time.monotonic()
+
+        # Idle again and again: each new period starts at its own last close.
+        third = opened(relay.port)
+        assert relay.idle_since is None
+        third.close()
+        assert wait_for(lambda: relay.idle_since is not None)
+        assert relay.idle_since > idle  # type: ignore[operator]
+    finally:
+        relay.stop()
+
+
+def test_connection_waiting_for_the_target_counts_as_open() -> None:
+    """A client whose target connect is pending is connected: not idle until it is dropped."""
+    blackhole = socket.socket()
+    blackhole.bind((HOST, 0))
+    blackhole.listen(0)
+    port = blackhole.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(8):  # fill the accept queue, as in test_unresponsive_target_...
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex((HOST, port))
+            fillers.append(s)
+        time.sleep(0.2)
+        relay = start_relay(port, connect_timeout=1.0)
+        try:
+            with socket.create_connection((HOST, relay.port), timeout=10) as sock:
+                assert wait_for(lambda: relay.connection_count == 1)
+                assert relay.idle_since is None
+                assert closed_by_peer(sock)  # the connect deadline fired
+            assert wait_for(lambda: relay.idle_since is not None)
+            assert relay.connection_count == 0
+        finally:
+            relay.stop()
+    finally:
+        for s in fillers:
+            s.close()
+        blackhole.close()
+
+
+def test_refused_target_leaves_the_relay_idle() -> None:
+    target = Target(echo)
+    target.stop_listening()
+    relay = start_relay(target.port)
+    try:
+        started = relay.idle_since
+        assert connection_is_dropped(relay.port)
+        assert wait_for(lambda: relay.stats.connect_failures == 1)
+        assert relay.connection_count == 0
+        assert relay.idle_since is not None
+        assert relay.idle_since >= started  # type: ignore[operator]
+    finally:
+        relay.stop()
+        target.close()
+
+
+def test_stop_with_open_connections_sets_idle_since(echo_target: Target) -> None:
+    relay = start_relay(echo_target.port)
+    sock = opened(relay.port)
+    try:
+        assert relay.idle_since is None
+        relay.stop()
+        assert relay.connection_count == 0
+        assert relay.idle_since is not None
+    finally:
+        sock.close()
+        relay.stop()
+
+
+def test_idle_since_read_from_another_thread_is_consistent(echo_target: Target) -> None:
+    """A lock-free reader only ever sees None or a float, and idle periods never go back."""
+    relay = start_relay(echo_target.port)
+    seen: list[float | None] = [relay.idle_since]
+    done = threading.Event()
+
+    def reader() -> None:
+        while not done.is_set():
+            value = relay.idle_since
+            if value != seen[-1]:  # changes only: the loop spins millions of times
+                seen.append(value)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for _ in range(100):
+            opened(relay.port).close()
+        assert wait_for(lambda: relay.idle_since is not None)
+    finally:
+        done.set()
+        thread.join(10)
+        relay.stop()
+    assert all(value is None or isinstance(value, float) for value in seen)
+    periods = [value for value in seen if value is not None]
+    assert periods == sorted(periods)
+    assert None in seen and len(set(periods)) > 1

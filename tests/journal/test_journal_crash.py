@@ -71,5 +71,5 @@ def test_sigkill_mid_transaction_loses_the_whole_transition(tmp_path):
         assert replay("forwarder", rows) == "started"
         # The survivor picks up where the journal says, and can finish the job.
         resumed = Lifecycle.resume(journal, "f1")
-        assert resumed.fire("stop") == "stopped"
+        assert resumed.fire("stop").dest == "stopped"
         assert [row["id"] for row in journal.history()] == [1, 2]

@@ -7,24 +7,35 @@ from anweddol_actors.lifecycle import SPECS, Edge, IllegalTransition, Lifecycle,
 from anweddol_actors.lifecycle.definitions import _validate
 
 # The contract (INTERFACES.md), written out leaf by leaf, independently of definitions.py:
-# kind -> {(source leaf, trigger): dest}.
-_ALIVE_SKELETON = ("created", "started")
+# kind -> {(source leaf, trigger): dest}. `fail` is also taken from `stopped`: an undo step
+# that raised after the stop was journalled.
+_FAILABLE = ("created", "started", "stopped")
 CONTRACT = {
     "server": {
         ("created", "start"): "started",
         ("started", "stop"): "stopped",
-        **{(s, "fail"): "failed" for s in _ALIVE_SKELETON},
+        **{(s, "fail"): "failed" for s in _FAILABLE},
         **{(s, "destroy"): "destroyed" for s in ("stopped", "failed")},
     },
     "session": {
         ("created", "start"): "started_handshaking",
         ("started_handshaking", "handshake"): "started_ready",
         ("started_ready", "request"): "started_handling",
+        ("started_ready", "malformed"): "started_rejecting",
+        ("started_handling", "unhandled"): "started_rejecting",
+        ("started_handling", "deny"): "started_rejecting",
         **{
             (s, t): d
-            for s in ("created", "started_handshaking", "started_ready", "started_handling")
+            for s in (
+                "created",
+                "started_handshaking",
+                "started_ready",
+                "started_handling",
+                "started_rejecting",
+            )
             for t, d in (("close", "stopped"), ("fail", "failed"))
         },
+        ("stopped", "fail"): "failed",
         **{(s, "destroy"): "destroyed" for s in ("stopped", "failed")},
     },
     "container": {
@@ -37,27 +48,33 @@ CONTRACT = {
         },
         **{
             (s, "fail"): "failed"
-            for s in ("created", "started_booting", "started_administered", "started_serving")
+            for s in (
+                "created",
+                "started_booting",
+                "started_administered",
+                "started_serving",
+                "stopped",
+            )
         },
         **{(s, "destroy"): "destroyed" for s in ("created", "stopped", "failed")},
     },
     "endpoint_shell": {
         ("created", "open"): "started",
         ("started", "close"): "stopped",
-        **{(s, "fail"): "failed" for s in _ALIVE_SKELETON},
+        **{(s, "fail"): "failed" for s in _FAILABLE},
         **{(s, "destroy"): "destroyed" for s in ("created", "stopped", "failed")},
     },
     "forwarder": {
         ("created", "start"): "started",
         ("started", "stop"): "stopped",
-        **{(s, "fail"): "failed" for s in _ALIVE_SKELETON},
+        **{(s, "fail"): "failed" for s in _FAILABLE},
         **{(s, "destroy"): "destroyed" for s in ("created", "stopped", "failed")},
     },
 }
 LEAVES = {
     "server": {"created", "started", "stopped", "destroyed", "failed"},
     "session": {"created", "stopped", "destroyed", "failed"}
-    | {f"started_{c}" for c in ("handshaking", "ready", "handling")},
+    | {f"started_{c}" for c in ("handshaking", "ready", "handling", "rejecting")},
     "container": {"created", "stopped", "destroyed", "failed"}
     | {f"started_{c}" for c in ("booting", "administered", "serving")},
     "endpoint_shell": {"created", "started", "stopped", "destroyed", "failed"},
@@ -76,11 +93,17 @@ def test_spec_matches_the_contract(kind):
     assert spec.leaf_edges() == CONTRACT[kind]
     assert spec.initial == "created"
     assert spec.terminal == {"destroyed"}
+    assert spec.create_trigger == "create"
+    # The create step comes first (it is the only one a new entity may take), then each
+    # edge trigger once.
+    assert spec.triggers[0] == "create"
+    assert sorted(spec.triggers[1:]) == sorted({trigger for _, trigger in CONTRACT[kind]})
 
 
 @pytest.mark.parametrize("kind", SPECS)
 def test_running_machine_takes_every_edge_and_no_other(kind):
-    # Exhaustive: every (state, trigger) pair, started from that state.
+    # Exhaustive: every (state, trigger) pair, started from that state. A lifecycle given a
+    # state stands for an entity that exists: the create step is refused in all of them.
     spec = SPECS[kind]
     journal = Journal(":memory:")
     for source in spec.leaves:
@@ -93,7 +116,7 @@ def test_running_machine_takes_every_edge_and_no_other(kind):
                     lifecycle.fire(trigger)
                 assert lifecycle.state == source
             else:
-                assert lifecycle.fire(trigger) == expected
+                assert lifecycle.fire(trigger).dest == expected
     journal.close()
 
 
@@ -115,6 +138,11 @@ def _spec(*edges):
             "two edges",
         ),
         (MachineSpec("test", (State("x"),), ()), "initial state"),
+        (
+            MachineSpec("test", _TEST_STATES, (Edge("create", ("created",), "destroyed"),)),
+            "create trigger",
+        ),
+        (MachineSpec("test", _TEST_STATES, (), create_trigger=""), "create trigger"),
     ],
 )
 def test_malformed_specs_are_refused(spec, message):

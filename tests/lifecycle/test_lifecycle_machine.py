@@ -1,11 +1,13 @@
-"""Lifecycle behaviour around the edges: errors, data, resume, replay, failed writes."""
+"""Lifecycle behaviour around the edges: errors, data, resume, replay, failed writes, the
+create step and the Transition records fire returns."""
 
+import dataclasses
 import sqlite3
 
 import pytest
 
 from anweddol_actors.journal import Journal, JournalError
-from anweddol_actors.lifecycle import SPECS, IllegalTransition, Lifecycle, replay
+from anweddol_actors.lifecycle import SPECS, IllegalTransition, Lifecycle, Transition, replay
 
 
 @pytest.fixture
@@ -124,7 +126,7 @@ def test_interrupted_transaction_leaves_neither_row_nor_state(tmp_path):
     admin.execute("DROP TRIGGER refuse")
     admin.commit()
     admin.close()
-    assert lifecycle.fire("stop") == "stopped"
+    assert lifecycle.fire("stop").dest == "stopped"
     assert replay("container", journal.history("c1")) == "stopped"
     journal.close()
 
@@ -163,7 +165,7 @@ def test_every_edge_is_reachable_and_journalled(kind, journal):
         for step in paths[source]:
             lifecycle.fire(step)
         assert lifecycle.state == source
-        assert lifecycle.fire(trigger, details={"edge": n}) == dest
+        assert lifecycle.fire(trigger, details={"edge": n}).dest == dest
         rows = journal.history(entity_id=lifecycle.entity_id)
         assert len(rows) == len(paths[source]) + 1
         assert (rows[-1]["source"], rows[-1]["trigger"], rows[-1]["dest"]) == (
@@ -173,3 +175,126 @@ def test_every_edge_is_reachable_and_journalled(kind, journal):
         )
         assert replay(kind, rows) == dest
         assert journal.entity(lifecycle.entity_id)["state"] == dest
+
+
+def test_fire_returns_the_transition_it_journalled(journal):
+    lifecycle = Lifecycle("container", "c1", journal)
+    details = {"why": "boot"}
+    transition = lifecycle.fire("start", context=7, details=details, data={"domain": "d"})
+    assert transition == Transition(
+        kind="container",
+        entity_id="c1",
+        trigger="start",
+        source="created",
+        dest="started_booting",
+        context=7,
+        details={"why": "boot"},
+    )
+    row = journal.history("c1")[0]
+    assert {field: row[field] for field in ("kind", "entity_id", "trigger", "source", "dest",
+            "context", "details")} == dataclasses.asdict(transition)  # fmt: skip
+    # The record is the journal's, not the caller's: later edits of either do not leak in.
+    details["why"] = "changed"
+    assert transition.details == {"why": "boot"}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        transition.dest = "stopped"
+    assert lifecycle.fire("administer").details is None
+
+
+@pytest.mark.parametrize("kind", SPECS)
+def test_create_journals_the_birth_once(kind, journal):
+    lifecycle = Lifecycle(kind, "e1", journal, data={"a": 1})
+    assert lifecycle.can("create")
+    assert lifecycle.allowed_triggers[0] == "create"
+    transition = lifecycle.create(context=3, details={"by": "test"}, data={"b": 2})
+    assert transition == Transition(kind, "e1", "create", "", "created", 3, {"by": "test"})
+    assert lifecycle.state == "created"
+    assert lifecycle.data == {"a": 1, "b": 2}
+    rows = journal.history("e1")
+    assert [(r["trigger"], r["source"], r["dest"], r["context"]) for r in rows] == [
+        ("create", "", "created", 3)
+    ]
+    assert journal.entity("e1") | {"updated": None} == {
+        "kind": kind,
+        "entity_id": "e1",
+        "state": "created",
+        "data": {"a": 1, "b": 2},
+        "updated": None,
+    }
+    assert [row["entity_id"] for row in journal.live_entities()] == ["e1"]
+    assert replay(kind, rows) == "created"
+
+    assert not lifecycle.can("create")
+    assert "create" not in lifecycle.allowed_triggers
+    with pytest.raises(IllegalTransition, match="'create' is not allowed in state 'created'"):
+        lifecycle.create()
+    with pytest.raises(IllegalTransition):
+        lifecycle.fire("create")
+    assert len(journal.history("e1")) == 1
+
+    # Its first move after the create step starts from the initial state, as without it.
+    first = SPECS[kind].leaf_edges()
+    trigger = next(t for (source, t) in first if source == "created")
+    assert lifecycle.fire(trigger).source == "created"
+    assert replay(kind, journal.history("e1")) == lifecycle.state
+
+
+def test_fire_create_is_create(journal):
+    transition = Lifecycle("forwarder", "f", journal).fire("create", data={"port": 1})
+    assert (transition.trigger, transition.source, transition.dest) == ("create", "", "created")
+    assert journal.entity("f")["data"] == {"port": 1}
+
+
+def test_create_is_refused_once_anything_was_fired_or_the_state_given(journal):
+    fired = Lifecycle("forwarder", "fired", journal)
+    fired.fire("start")
+    stopped_from_created = Lifecycle("forwarder", "destroyed", journal)
+    stopped_from_created.fire("destroy")
+    resumed = Lifecycle.resume(journal, "fired")
+    explicit = Lifecycle("forwarder", "explicit", journal, state="created")
+    for lifecycle in (fired, stopped_from_created, resumed, explicit):
+        assert not lifecycle.can("create")
+        before = (lifecycle.state, journal.history())
+        with pytest.raises(IllegalTransition) as caught:
+            lifecycle.create(data={"x": 1})
+        assert caught.value.trigger == "create"
+        assert (lifecycle.state, journal.history()) == before
+        assert "x" not in lifecycle.data
+
+
+def test_refused_or_failed_moves_leave_the_lifecycle_fresh(tmp_path):
+    journal = Journal(tmp_path / "j.sqlite3")
+    lifecycle = Lifecycle("session", "s", journal)
+    with pytest.raises(IllegalTransition):
+        lifecycle.fire("handshake")
+    assert lifecycle.can("create")
+    journal.close()
+    with pytest.raises(JournalError, match="closed"):
+        lifecycle.create()
+    # Nothing was written, so the creation is still to be journalled.
+    assert lifecycle.can("create") and lifecycle.state == "created"
+    with Journal(tmp_path / "j.sqlite3") as reopened:
+        assert reopened.history() == []
+
+
+def test_without_create_the_first_row_starts_from_created(journal):
+    lifecycle = Lifecycle("server", "s", journal)
+    assert lifecycle.fire("start").source == "created"
+    assert [row["source"] for row in journal.history()] == ["created"]
+
+
+def test_replay_takes_create_as_the_first_row_only(journal):
+    lifecycle = Lifecycle("server", "s", journal)
+    lifecycle.create()
+    lifecycle.fire("start")
+    create, start = journal.history()
+    assert replay("server", [create]) == "created"
+    assert replay("server", [create, start]) == "started"
+    with pytest.raises(ValueError, match="first row"):
+        replay("server", [create, create])
+    with pytest.raises(ValueError, match="first row"):
+        replay("server", [start, create])
+    with pytest.raises(ValueError, match="source 'created'"):
+        replay("server", [create | {"source": "created"}])
+    with pytest.raises(ValueError, match="dest 'started'"):
+        replay("server", [create | {"dest": "started"}])

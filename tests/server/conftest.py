@@ -9,7 +9,7 @@ from serverharness import RunningServer
 
 from anweddol_actors.core.crypto import RSAWrapper
 from anweddol_actors.core.server import ServerInterface
-from anweddol_actors.engine.engine import Settings
+from anweddol_actors.engine.settings import Settings
 from anweddol_actors.protocol.crypto import generate_private_key
 
 

@@ -44,7 +44,7 @@ def wait_quiet(running, timeout: float = 10.0) -> None:
     """Wait until no session actor is alive."""
     import pykka
 
-    from anweddol_actors.actors.session import SessionActor
+    from anweddol_actors.engine.session import SessionActor
 
     deadline = time.monotonic() + timeout
     while pykka.ActorRegistry.get_by_class(SessionActor):

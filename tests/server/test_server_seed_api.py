@@ -204,7 +204,7 @@ def test_connection_accepted_handler_can_refuse_a_client(make_server, client_key
     peer.close()
     journal = running.server.engine.journal
     wait_for(lambda: any(r["dest"] == "destroyed" for r in journal.history(kind="session")))
-    assert [r["trigger"] for r in journal.history(kind="session")] == ["close", "destroy"]
+    assert [r["trigger"] for r in journal.history(kind="session")] == ["start", "close", "destroy"]
 
 
 @pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
@@ -312,8 +312,8 @@ def test_create_failure_unwinds_and_answers_internal_error(make_server):
     assert stopped == [seed.CONTEXT_ERROR]
     journal = running.server.engine.journal
     rows = journal.history(kind="container")
-    assert [r["trigger"] for r in rows] == ["start", "fail", "destroy"]
-    assert running.server.engine.hypervisor.list_marked() == []
+    assert [r["trigger"] for r in rows] == ["create", "start", "fail", "destroy"]
+    assert running.server.engine.context.hypervisors.get().list_marked() == []
     assert journal.live_entities(kind="container") == []
 
 
@@ -332,7 +332,7 @@ def test_stop_server_is_idempotent_and_statistics_reset(make_server):
 
 
 def _memory_settings():
-    from anweddol_actors.engine.engine import Settings
+    from anweddol_actors.engine.settings import Settings
 
     return Settings(database=":memory:", libvirt_uri="test:///default")
 

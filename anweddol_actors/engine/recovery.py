@@ -1,0 +1,113 @@
+"""Making the journal and libvirt agree at start, after a crash or an unclean stop.
+
+Containers the journal still thinks alive are adopted (``on_start_live_containers:
+adopt``: their forwarder relays again on the same port and their credentials keep
+working) when their domain still runs and they were serving, else destroyed with their
+credentials. Domains carrying our marker that no live entity claims are destroyed.
+Sessions, shells and forwarders of the earlier run are retired.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from anweddol_actors.actors.base import one_line
+from anweddol_actors.actors.registry import LiveContainer
+from anweddol_actors.engine.context import EngineContext
+from anweddol_actors.engine.entities import start_container, start_forwarder, stop_actor
+from anweddol_actors.lifecycle import Lifecycle
+from anweddol_actors.lifecycle.events import CONTEXT_AUTOMATIC_ACTION
+
+log = logging.getLogger(__name__)
+
+
+def reconcile(context: EngineContext) -> None:
+    journal = context.journal
+    live = journal.live_entities()
+    containers = [row for row in live if row["kind"] == "container"]
+    try:
+        hypervisor = context.hypervisors.get()
+    except Exception as exc:
+        log.warning("libvirt unreachable, reconciliation skipped: %s", one_line(exc))
+        hypervisor = None
+    adopted: set[str] = set()
+    for row in containers:
+        if hypervisor is None:
+            continue
+        if context.settings.on_start_live_containers == "adopt" and _adopt(context, row):
+            adopted.add(row["entity_id"])
+            continue
+        hypervisor.destroy_domain(row["entity_id"])
+        journal.delete_credentials(row["entity_id"])
+        retire(context, row)
+    for row in live:
+        if row["kind"] == "container":
+            continue
+        owner = row["entity_id"].split(".", 1)[0]
+        if row["kind"] == "forwarder" and owner in adopted:
+            continue
+        retire(context, row)
+    if hypervisor is not None:
+        for domain_uuid in hypervisor.list_marked(owner=context.owner):
+            if domain_uuid not in adopted:
+                log.warning("destroying orphaned domain %s", domain_uuid)
+                hypervisor.destroy_domain(domain_uuid)
+
+
+def _adopt(context: EngineContext, row: dict) -> bool:
+    """Take over a container a previous run left serving; False when it cannot be."""
+    journal = context.journal
+    container_uuid, data = row["entity_id"], row["data"]
+    forwarder_row = journal.entity(f"{container_uuid}.forwarder", kind="forwarder")
+    if (
+        row["state"] != "started_serving"
+        or forwarder_row is None
+        or forwarder_row["state"] != "started"
+        or not context.hypervisors.get().is_active(container_uuid)
+    ):
+        return False
+    port = forwarder_row["data"]["port"]
+    target = tuple(forwarder_row["data"]["target"])
+    settings = context.settings
+    container = start_container(
+        context,
+        container_uuid,
+        Lifecycle("container", container_uuid, journal, data, state=row["state"]),
+        iso_path=data.get("iso_path", settings.iso_path),
+        memory_mib=data.get("memory_mib", settings.container_memory),
+        vcpus=data.get("vcpus", settings.container_vcpus),
+        network_mode=data.get("network", settings.network_mode),
+    )
+    forwarder = start_forwarder(
+        context,
+        container_uuid,
+        target,
+        port_range=(port, port),
+        lifecycle=Lifecycle(
+            "forwarder", forwarder_row["entity_id"], journal, forwarder_row["data"], state="started"
+        ),
+    )
+    try:
+        forwarder.resume_forwarding().get()
+    except Exception as exc:
+        log.warning("cannot adopt container %s: %s", container_uuid, one_line(exc))
+        stop_actor(forwarder)  # failed by itself (governed): journalled, port released
+        container.stop_domain(CONTEXT_AUTOMATIC_ACTION, "adoption failed").get()
+        stop_actor(container)
+        journal.delete_credentials(container_uuid)
+        return True  # handled: nothing left to destroy
+    context.registry.reserve_slot().get()
+    context.registry.add(
+        LiveContainer(uuid=container_uuid, container=container, forwarder=forwarder)
+    ).get()
+    log.info("adopted container %s (port %s)", container_uuid, port)
+    return True
+
+
+def retire(context: EngineContext, row: dict) -> None:
+    """Move a stale entity of an earlier run to ``destroyed``, journalled."""
+    lifecycle = Lifecycle(row["kind"], row["entity_id"], context.journal, state=row["state"])
+    details = {"reason": "reconciled at server start"}
+    for trigger in ("fail", "destroy"):
+        if lifecycle.can(trigger):
+            lifecycle.fire(trigger, context=CONTEXT_AUTOMATIC_ACTION, details=details)

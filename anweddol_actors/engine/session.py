@@ -1,0 +1,243 @@
+"""Client sessions: one per connection, from the accepted socket to the closed one.
+
+The flow mirrors the seed server's handling of a client (accept event → key exchange →
+one request → its handler → close), but every step is a journalled transition of the
+session's machine, and each seed event fires after the transition that backs it. The
+whole flow runs on the session's own thread: the listener only accepts, so a client that
+connects and says nothing delays nobody (PROTOCOL.md §4).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import uuid
+from collections.abc import Callable
+
+import pykka
+
+from anweddol_actors.actors.base import one_line
+from anweddol_actors.engine.context import EngineContext, Request
+from anweddol_actors.lifecycle import Lifecycle, Transition
+from anweddol_actors.lifecycle.events import (
+    CONTEXT_ERROR,
+    CONTEXT_HANDLE_END,
+    CONTEXT_NORMAL_PROCESS,
+    EVENT_CLIENT_CLOSED,
+    EVENT_CLIENT_INITIALIZED,
+    EVENT_CONNECTION_ACCEPTED,
+    EVENT_MALFORMED_REQUEST,
+    EVENT_REQUEST,
+    EVENT_UNHANDLED_VERB,
+)
+from anweddol_actors.protocol import RemoteProtocolError
+from anweddol_actors.protocol.messages import RESPONSE_MSG_BAD_REQ, RESPONSE_MSG_INTERNAL_ERROR
+from anweddol_actors.transport.channel import ClientChannel
+
+log = logging.getLogger(__name__)
+
+
+class Session:
+    """The flow of one client connection. Runs on one thread from start to end."""
+
+    def __init__(
+        self, context: EngineContext, on_end: Callable[[Session], None] | None = None
+    ) -> None:
+        self.context = context
+        self.id = uuid.uuid4().hex
+        self.lifecycle = Lifecycle("session", self.id, context.journal)
+        self.channel: ClientChannel | None = None
+        self._on_end = on_end
+
+    # -- entry points --------------------------------------------------------------
+
+    def serve_socket(self, sock: socket.socket, address: tuple) -> None:
+        """Handle a freshly accepted socket: accept event, key exchange, then the request."""
+        context = self.context
+        try:
+            try:
+                transition = self.lifecycle.fire(
+                    "start", data={"peer": address[0] if address else ""}
+                )
+                context.dispatch.emit(
+                    transition, EVENT_CONNECTION_ACCEPTED, CONTEXT_NORMAL_PROCESS, {"socket": sock}
+                )
+                if sock.fileno() == -1:
+                    # The seed's way to refuse a client: the handler closed the raw socket.
+                    self.lifecycle.fire("close", details={"reason": "refused on connection"})
+                    self.lifecycle.fire("destroy")
+                    return
+                self.channel = ClientChannel(
+                    sock,
+                    context.private_key,
+                    context.settings.client_timeout,
+                    max_message_size=context.settings.max_message_size,
+                )
+                self.channel.exchange_keys()
+            except Exception as exc:
+                self._fail(exc, {"socket": sock})
+                _close_quietly(sock)
+                return
+            self._handle_initialized()
+        finally:
+            self._ended()
+
+    def serve_channel(self, channel: ClientChannel) -> None:
+        """Handle a client whose keys the caller may have exchanged (seed ``handleClient``)."""
+        self.channel = channel
+        try:
+            try:
+                self.lifecycle.fire("start", data={"peer": channel.ip})
+                if not channel.handshake_done and not channel.closed:
+                    channel.exchange_keys()
+            except Exception as exc:
+                self._fail(exc, {"client": channel})
+                return
+            self._handle_initialized()
+        finally:
+            self._ended()
+
+    def abort(self) -> None:
+        """Cut the connection from outside (the server is stopping): the session's own
+        thread then fails its wait and ends through its machine."""
+        channel = self.channel
+        if channel is not None:
+            try:
+                channel.socket.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    # -- the flow ----------------------------------------------------------------------
+
+    def _handle_initialized(self) -> None:
+        channel = self.channel
+        assert channel is not None
+        try:
+            self._handle_request(channel)
+        except Exception as exc:
+            self._fail(exc, {"client": channel})
+            return
+        self._end()
+
+    def _emit(self, transition: Transition, event: str, data: dict) -> bool:
+        """Fire ``event``; True when the handler closed the client (the handle ends)."""
+        self.context.dispatch.emit(transition, event, CONTEXT_NORMAL_PROCESS, data)
+        return self.channel is not None and self.channel.closed
+
+    def _handle_request(self, channel: ClientChannel) -> None:
+        """From the finished key exchange to the response; returns early when a handler
+        closed the client (the seed's way to end the handling)."""
+        data = {"client": channel}
+        if self._emit(self.lifecycle.fire("handshake"), EVENT_CLIENT_INITIALIZED, data):
+            return
+        valid, request, errors = channel.receive_request()
+        if not valid:
+            transition = self.lifecycle.fire("malformed", details={"errors": _describe(errors)})
+            if not self._emit(transition, EVENT_MALFORMED_REQUEST, {**data, "errors": errors}):
+                channel.send_response(False, RESPONSE_MSG_BAD_REQ, reason=_describe(errors))
+            return
+        verb = request["verb"]
+        if self._emit(self.lifecycle.fire("request", details={"verb": verb}), EVENT_REQUEST, data):
+            return
+        routine = self.context.verbs.get(verb)
+        if routine is None:
+            transition = self.lifecycle.fire("unhandled", details={"verb": verb})
+            if not self._emit(transition, EVENT_UNHANDLED_VERB, data):
+                channel.send_response(False, RESPONSE_MSG_BAD_REQ, reason="Unhandled verb")
+            return
+        routine(Request(self.context, self.lifecycle, channel))
+
+    def _end(self) -> None:
+        channel = self.channel
+        if channel is not None:
+            channel.close_quietly()
+        transition = self.lifecycle.fire("close")
+        self._closed(transition, CONTEXT_HANDLE_END)
+
+    def _closed(self, transition: Transition, call_context: int) -> None:
+        """``on_client_closed`` after ``transition``, then ``destroy``. A raising handler
+        fails the session (journalled) and is reported once; the session ends anyway."""
+        try:
+            if self.channel is not None:
+                self.context.dispatch.emit(
+                    transition, EVENT_CLIENT_CLOSED, call_context, {"client": self.channel}
+                )
+        except Exception as exc:
+            failed = None
+            if self.lifecycle.can("fail"):
+                failed = self.lifecycle.fire(
+                    "fail", context=CONTEXT_ERROR, details={"error": one_line(exc)}
+                )
+            log.warning("on_client_closed handler raised: %s", one_line(exc))
+            self.context.dispatch.report(exc, {"client": self.channel}, failed)
+        finally:
+            if self.lifecycle.can("destroy"):
+                self.lifecycle.fire("destroy")
+
+    def _fail(self, exc: BaseException, data: dict) -> None:
+        """A runtime error: journalled, reported once, answered where the channel allows."""
+        channel = self.channel
+        transition = None
+        if self.lifecycle.can("fail"):
+            transition = self.lifecycle.fire(
+                "fail", context=CONTEXT_ERROR, details={"error": one_line(exc)}
+            )
+        log.info("session %s failed: %s", self.id[:8], one_line(exc))
+        self.context.dispatch.report(exc, data, transition)
+        if channel is not None and not channel.closed:
+            # Only a session whose key exchange is done and whose response is not yet sent
+            # can still be told; after a framing error the peer is not listening any more.
+            if channel.handshake_done and not channel.response_sent and _channel_ok(exc):
+                try:
+                    channel.send_response(False, RESPONSE_MSG_INTERNAL_ERROR)
+                except Exception:
+                    pass
+            channel.close_quietly()
+        if transition is not None:
+            self._closed(transition, CONTEXT_ERROR)
+        elif self.lifecycle.can("destroy"):
+            self.lifecycle.fire("destroy")
+
+    def _ended(self) -> None:
+        if self._on_end is not None:
+            self._on_end(self)
+
+
+class SessionActor(pykka.ThreadingActor):
+    """Runs one :class:`Session` on its own thread, then stops itself."""
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self.session = session
+
+    def serve_socket(self, sock: socket.socket, address: tuple) -> None:
+        try:
+            self.session.serve_socket(sock, address)
+        finally:
+            self.actor_ref.stop(block=False)
+
+    def serve_channel(self, channel: ClientChannel) -> None:
+        try:
+            self.session.serve_channel(channel)
+        finally:
+            self.actor_ref.stop(block=False)
+
+
+def _channel_ok(exc: BaseException) -> bool:
+    return not isinstance(exc, RemoteProtocolError | OSError)
+
+
+def _describe(errors: dict | None) -> str:
+    if not errors:
+        return "Malformed request"
+    return "; ".join(f"{key}: {value}" for key, value in errors.items())
+
+
+def _close_quietly(sock: socket.socket) -> None:
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+__all__ = ["Session", "SessionActor"]

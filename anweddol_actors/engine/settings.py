@@ -1,0 +1,40 @@
+"""The engine's settings: built from the seed constructor's arguments or a config file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Settings:
+    iso_path: str | None = None
+    bind_address: str = ""
+    listen_port: int = 6150
+    client_timeout: float | None = 10
+    max_message_size: int = 1 << 20
+    libvirt_uri: str = "qemu:///system"
+    network_mode: str = "user"
+    domain_type: str = "auto"
+    nat_interface_name: str = "virbr0"
+    # The seed's container defaults; the embedded configuration of `serve` sizes them for
+    # the dev image (256 MiB, 1 vCPU).
+    container_memory: int = 2048
+    container_vcpus: int = 2
+    max_containers: int | None = 6
+    # Seconds; None for no limit. A container past either is destroyed by the reaper.
+    max_lifetime: float | None = None
+    max_idle_time: float | None = 3600
+    port_range: tuple[int, int] = (10000, 20000)
+    forward_bind_address: str = ""
+    guest_port_range: tuple[int, int] = (30000, 39999)
+    endpoint_username: str = "endpoint"
+    endpoint_password: str = "endpoint"
+    endpoint_listen_port: int = 22
+    password_length: int = 100
+    ready_timeout: float = 120.0
+    shell_timeout: float = 15.0
+    database: str = ":memory:"
+    on_start_live_containers: str = "destroy"
+    reaper_poll_interval: float = 5.0
+    ip_allows: Callable[[str], bool] | None = field(default=None, repr=False)

@@ -1,0 +1,311 @@
+"""The supervisor: starts the server's parts in dependency order and stops them in reverse.
+
+Start: journal → registry → reconciliation → reaper → listener, waiting for each; a part
+that fails to start stops those already started. Stop, in a ``finally`` whatever raises:
+no request is admitted any more (the registry closes, CREATEs in flight unwind at their
+next step), the listener stops, sessions get a bounded time to finish and are then cut,
+every container is torn down (each even when another raised), the reaper stops. What is
+left afterwards (live actors, domains of ours) is logged as a bug, not hidden.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from typing import Any
+
+import pykka
+
+from anweddol_actors.actors.container import ContainerActor
+from anweddol_actors.actors.endpoint_shell import EndpointShellActor
+from anweddol_actors.actors.forwarder import ForwarderActor
+from anweddol_actors.actors.registry import Registry
+from anweddol_actors.engine.context import EngineContext, HypervisorLink, Request, Verb
+from anweddol_actors.engine.dispatch import Dispatch
+from anweddol_actors.engine.reaper import Reaper
+from anweddol_actors.engine.recovery import reconcile
+from anweddol_actors.engine.session import Session, SessionActor
+from anweddol_actors.engine.settings import Settings
+from anweddol_actors.engine.verbs import teardown
+from anweddol_actors.journal import Journal, database_path
+from anweddol_actors.lifecycle import Lifecycle, Transition
+from anweddol_actors.lifecycle.events import CONTEXT_AUTOMATIC_ACTION, CONTEXT_NORMAL_PROCESS
+from anweddol_actors.transport import ClientChannel, Listener
+
+log = logging.getLogger(__name__)
+
+# How long a CREATE in flight may take to unwind once the server stops (its steps check
+# the stop between steps; a boot wait is cut in 2 s slices).
+_UNWIND_GRACE = 30.0
+
+
+def owner_of(database: str | None) -> str:
+    """This server's mark on its domains: stable for a journal file (so a restart finds
+    its orphans), random for an in-memory journal."""
+    if database is None or database_path(database) == ":memory:":
+        return uuid.uuid4().hex[:16]
+    where = f"{socket.gethostname()}:{os.path.realpath(database_path(database))}"
+    return hashlib.sha256(where.encode()).hexdigest()[:16]
+
+
+class Server:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        passive: bool = False,
+        private_key: Any = None,
+        journal: Journal | None = None,
+    ) -> None:
+        journal_given = journal is not None
+        journal = journal if journal is not None else Journal(settings.database)
+        self.context = EngineContext(
+            settings=settings,
+            journal=journal,
+            registry=Registry.start(settings.max_containers).proxy(),
+            dispatch=Dispatch(),
+            hypervisors=HypervisorLink(settings),
+            owner=owner_of(None if journal_given else settings.database),
+            private_key=private_key,
+            passive=passive,
+        )
+        self.lifecycle = Lifecycle("server", uuid.uuid4().hex, journal)
+        self._listener: Listener | None = None
+        self._reaper: Reaper | None = None
+        self._sessions: set[Session] = set()
+        self._sessions_lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._state_lock = threading.Lock()
+
+    # -- what the façade reads -----------------------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        return self.context.settings
+
+    @property
+    def journal(self) -> Journal:
+        return self.context.journal
+
+    @property
+    def registry(self) -> Any:
+        return self.context.registry
+
+    @property
+    def dispatch(self) -> Dispatch:
+        return self.context.dispatch
+
+    @property
+    def verbs(self) -> dict[str, Verb]:
+        return self.context.verbs
+
+    @property
+    def owner(self) -> str:
+        return self.context.owner
+
+    @property
+    def running(self) -> bool:
+        return self.lifecycle.state == "started"
+
+    @property
+    def listen_address(self) -> tuple:
+        return self._listener.address if self._listener is not None else ("", 0)
+
+    # -- start and stop ----------------------------------------------------------------
+
+    def start(self) -> Transition:
+        """Start the parts in order; the server's ``start`` transition comes last, so a
+        server seen running has every part running. Returns that transition."""
+        with self._state_lock:
+            context = self.context
+            self._stopped.clear()
+            context.stopping.clear()
+            try:
+                context.registry.open().get()
+                reconcile(context)
+                self._reaper = Reaper(context)
+                self._reaper.start()
+                if not context.passive:
+                    self._listener = Listener(
+                        context.settings.bind_address,
+                        context.settings.listen_port,
+                        self._spawn_session,
+                        allows=context.settings.ip_allows,
+                    )
+                    self._listener.start()
+                context.started_at = time.monotonic()
+                port = self._listener.address[1] if self._listener is not None else None
+                return self.lifecycle.fire(
+                    "start", context=CONTEXT_NORMAL_PROCESS, data={"listen_port": port}
+                )
+            except BaseException:
+                self._stop_parts()
+                raise
+
+    def stop(self) -> tuple[Transition | None, list[BaseException]]:
+        """Stop in reverse order; returns the ``stop`` transition and the errors met (the
+        façade reports them)."""
+        with self._state_lock:
+            errors: list[BaseException] = []
+            context = self.context
+            context.stopping.set()
+            try:
+                context.registry.close().get()
+                if self._listener is not None:
+                    self._listener.stop()
+                    self._listener = None
+                self._drain_sessions()
+                errors.extend(self._stop_all_containers())
+            finally:
+                self._stop_parts()
+                transition = None
+                if self.lifecycle.can("stop"):
+                    transition = self.lifecycle.fire("stop", context=CONTEXT_NORMAL_PROCESS)
+                self._stopped.set()
+                self._log_leftovers()
+            return transition, errors
+
+    def _stop_parts(self) -> None:
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
+        if self._reaper is not None:
+            self._reaper.stop()
+            self._reaper = None
+        self.context.started_at = None
+
+    def _drain_sessions(self) -> None:
+        """Let running sessions end by themselves (a CREATE unwinds at its next step),
+        then cut those still waiting on a client."""
+        settings = self.context.settings
+        deadline = time.monotonic() + min(settings.client_timeout or 5, 10) + 1
+        unwind_deadline = time.monotonic() + _UNWIND_GRACE
+        while True:
+            with self._sessions_lock:
+                sessions = list(self._sessions)
+            creating = self.context.registry.pending_count().get()
+            now = time.monotonic()
+            if not sessions and not creating:
+                return
+            if now > unwind_deadline:
+                log.error("stop: %d session(s) did not end in time", len(sessions))
+                return
+            if now > deadline:
+                for session in sessions:
+                    session.abort()
+            time.sleep(0.05)
+
+    def _stop_all_containers(self) -> list[BaseException]:
+        errors: list[BaseException] = []
+        for container_uuid in self.context.registry.uuids().get():
+            entry = self.context.registry.claim(container_uuid).get()
+            if entry is None:
+                continue
+            try:
+                errors.extend(
+                    teardown(
+                        self.context,
+                        entry,
+                        CONTEXT_AUTOMATIC_ACTION,
+                        details={"reason": "server stopping"},
+                    )
+                )
+            except Exception as exc:  # one container's trouble must not spare the others
+                errors.append(exc)
+        return errors
+
+    def _log_leftovers(self) -> None:
+        """What outlives a stop is a bug: say so, loudly."""
+        registry = self.context.registry
+        stuck = registry.stuck().get()
+        if stuck:
+            log.error(
+                "stop: %d container(s) whose domain could not be destroyed: %s",
+                len(stuck),
+                ", ".join(entry.uuid for entry in stuck),
+            )
+        stuck_ids = {entry.uuid for entry in stuck}
+        for actor_class in (ContainerActor, EndpointShellActor, ForwarderActor, SessionActor):
+            for ref in pykka.ActorRegistry.get_by_class(actor_class):
+                if actor_class is ContainerActor and ref.proxy().uuid.get() in stuck_ids:
+                    continue
+                log.error("stop: %s still alive after the server stopped", actor_class.__name__)
+
+    def close(self) -> None:
+        """Release everything; the server cannot be started again."""
+        if self.lifecycle.can("destroy"):
+            self.lifecycle.fire("destroy")
+        self.context.registry.actor_ref.stop()
+        self.context.hypervisors.close()
+        self.context.journal.close()
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        return self._stopped.wait(timeout)
+
+    # -- sessions ----------------------------------------------------------------------
+
+    def _new_session(self) -> Session:
+        session = Session(self.context, on_end=self._session_ended)
+        with self._sessions_lock:
+            self._sessions.add(session)
+        return session
+
+    def _session_ended(self, session: Session) -> None:
+        with self._sessions_lock:
+            self._sessions.discard(session)
+
+    def _spawn_session(self, sock: socket.socket, address: tuple) -> None:
+        session = self._new_session()
+        SessionActor.start(session).proxy().serve_socket(sock, address)
+
+    def handle_channel(self, channel: ClientChannel, asynchronous: bool) -> None:
+        """Serve a client the user accepted and wrapped (seed ``handleClient``)."""
+        session = self._new_session()
+        if asynchronous:
+            SessionActor.start(session).proxy().serve_channel(channel)
+        else:
+            session.serve_channel(channel)
+
+    def _session_running(self, channel: ClientChannel | None) -> Lifecycle | None:
+        """The machine of the session serving ``channel``: a verb run by hand on a live
+        client journals its steps (``deny``) there."""
+        if channel is None:
+            return None
+        with self._sessions_lock:
+            for session in self._sessions:
+                if session.channel is channel:
+                    return session.lifecycle
+        return None
+
+    def run_verb(
+        self,
+        routine: Verb,
+        channel: ClientChannel | None,
+        passive: bool,
+        parameters: dict | None = None,
+        extra: dict | None = None,
+    ) -> Any:
+        """Run a verb by hand (seed ``executeRequestHandler``, passive mode).
+
+        A verb journals its steps on a session: the client's own when it has one, else a
+        session of its own, journalled from start to end like any other.
+        """
+        lifecycle = self._session_running(channel)
+        own = lifecycle is None or not lifecycle.is_in("started")
+        if own:
+            lifecycle = Lifecycle("session", uuid.uuid4().hex, self.context.journal)
+            lifecycle.fire("start", data={"peer": channel.ip if channel else "", "by_hand": True})
+            lifecycle.fire("handshake")
+            lifecycle.fire("request", details={"by_hand": True})
+        request = Request(self.context, lifecycle, channel, passive, parameters, extra or {})
+        try:
+            return routine(request)
+        finally:
+            if own:
+                lifecycle.fire("close")
+                lifecycle.fire("destroy")

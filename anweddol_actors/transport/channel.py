@@ -1,0 +1,166 @@
+"""One client's connection: its socket driven through the sans-IO protocol.
+
+The protocol code (:class:`~anweddol_actors.protocol.ServerConnection`) only turns bytes
+into events; this class does the blocking I/O it leaves to its caller: read what the
+protocol asks for (it buffers, so short reads are harmless), bound every wait by the
+client timeout, and send each turn's bytes in one write (TCP_NODELAY, so a one-byte
+acknowledgement is never held back by Nagle's algorithm — PROTOCOL.md §4).
+
+The seed's ``ClientInstance`` (``core/client.py``) is a thin wrapper over a channel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import threading
+import time
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from anweddol_actors.errors import AnweddolError
+from anweddol_actors.protocol import NEED_DATA, RemoteProtocolError, ServerConnection
+from anweddol_actors.protocol.connection import DEFAULT_MAX_MESSAGE_SIZE
+from anweddol_actors.protocol.events import HandshakeComplete, MessageSent, RequestReceived
+from anweddol_actors.protocol.messages import make_response, validate_request
+
+_RECV_SIZE = 65536
+
+__all__ = ["ChannelClosed", "ClientChannel", "client_id_for"]
+
+
+class ChannelClosed(AnweddolError, RuntimeError):
+    """The channel was used after it was closed, or used twice where the protocol allows once."""
+
+
+def client_id_for(ip: str) -> str:
+    """The seed's client ID: the first 7 hex characters of SHA-256 of the client's IP."""
+    return hashlib.sha256(ip.encode()).hexdigest()[:7]
+
+
+class ClientChannel:
+    """The server's end of one client connection."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        private_key: rsa.RSAPrivateKey,
+        timeout: float | None = None,
+        *,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
+        self.socket = sock
+        self.timeout = timeout
+        self.created_at = int(time.time())
+        self.stored_request: dict | None = None
+        self.handshake_done = False
+        self.response_sent = False
+        self._closed = False
+        self._lock = threading.RLock()
+        try:
+            self.ip = sock.getpeername()[0]
+        except OSError:
+            self.ip = ""
+        self.id = client_id_for(self.ip)
+        sock.settimeout(timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass  # not a TCP socket (a socketpair in a test): nothing to tune
+        # The key pair is shared read-only by every session; everything per connection (the
+        # peer's key, the AES key and IV chain) lives in the ServerConnection, so concurrent
+        # handshakes cannot overwrite each other (PROTOCOL.md §4).
+        self.private_key = private_key
+        self._connection = ServerConnection(private_key, max_message_size=max_message_size)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Shut the socket down; raises ChannelClosed when it already was (the seed's rule)."""
+        with self._lock:
+            if self._closed:
+                raise ChannelClosed("Client is already closed")
+            self._closed = True
+            try:
+                self.socket.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.socket.close()
+
+    def close_quietly(self) -> None:
+        if not self._closed:
+            try:
+                self.close()
+            except ChannelClosed:
+                pass
+
+    def exchange_keys(self) -> None:
+        """Run the key exchange of PROTOCOL.md §1 (the server always receives first)."""
+        self._require_open()
+        if self.handshake_done:
+            raise ChannelClosed("Keys were already exchanged with this client")
+        self._pump_until(HandshakeComplete)
+        self.handshake_done = True
+
+    def receive_request(self, store: bool = True) -> tuple[bool, dict | None, dict | None]:
+        """Receive one request: ``(is_valid, sanitized_request | None, errors | None)``."""
+        self._require_open()
+        event = self._pump_until(RequestReceived)
+        if event.error is not None:
+            return (False, None, {"request": [event.error]})
+        valid, sanitized, errors = validate_request(event.payload)
+        if valid and store:
+            self.stored_request = sanitized
+        return (valid, sanitized, errors)
+
+    def send_response(
+        self, success: bool, message: str, data: dict | None = None, reason: str | None = None
+    ) -> None:
+        """Send the one response of this connection.
+
+        Returns once the client has acknowledged the length frame and the body is written
+        (PROTOCOL.md §2): a CREATE counts as delivered only then.
+        """
+        self._require_open()
+        if self.response_sent:
+            raise ChannelClosed("A response was already sent to this client")
+        self._connection.send_response(make_response(success, message, data or {}, reason))
+        self._pump_until(MessageSent)
+        self.response_sent = True
+
+    def _require_open(self) -> None:
+        if self._closed:
+            raise ChannelClosed("Client is closed")
+
+    def _flush(self) -> None:
+        out = self._connection.data_to_send()
+        if out:
+            self.socket.sendall(out)
+
+    def _pump_until(self, event_type: type) -> Any:
+        """Feed the socket to the protocol until it yields ``event_type``.
+
+        A remote protocol error still sends the refusal the protocol queued (``0``) before
+        it propagates: the peer learns why the connection ends where the protocol allows.
+        """
+        with self._lock:
+            while True:
+                try:
+                    event = self._connection.next_event()
+                except RemoteProtocolError:
+                    try:
+                        self._flush()
+                    except OSError:
+                        pass
+                    raise
+                if event is NEED_DATA:
+                    self._flush()
+                    data = self.socket.recv(_RECV_SIZE)
+                    self._connection.receive_data(data)
+                    continue
+                self._flush()
+                if isinstance(event, event_type):
+                    return event
