@@ -140,8 +140,8 @@ class EntityActor(pykka.ThreadingActor):
     def retry_release(self) -> None:
         """For an entity left ``failed`` because its release raised: try again, and end
         it ``destroyed`` once it worked. Raises while it still does not."""
-        if self.lifecycle.is_terminal:
-            return
+        if self.lifecycle.state != "failed":
+            return  # only a failed release is retried; a live entity belongs to its owner
         self.release()
         if self.lifecycle.can("destroy"):
             self.lifecycle.fire("destroy")

@@ -35,7 +35,8 @@ class Registry(pykka.ThreadingActor):
         super().__init__()
         self.limit = limit
         self.entries: dict[str, LiveContainer] = {}
-        self.ending: dict[str, LiveContainer] = {}  # claimed, domain not yet known gone
+        self.ending: dict[str, LiveContainer] = {}  # claimed, being torn down
+        self.stuck_entries: dict[str, LiveContainer] = {}  # torn down, domain not gone
         self.pending = 0
         self.closed = False
 
@@ -76,7 +77,13 @@ class Registry(pykka.ThreadingActor):
         """A CREATE's container whose domain could not be destroyed: its pending slot
         stays taken, as a claimed entry the reaper tries to end again."""
         self.release_slot()
-        self.ending[entry.uuid] = entry
+        self.stuck_entries[entry.uuid] = entry
+
+    def mark_stuck(self, container_uuid: str) -> None:
+        """A claimed container's teardown ended without destroying its domain."""
+        entry = self.ending.pop(container_uuid, None)
+        if entry is not None:
+            self.stuck_entries[container_uuid] = entry
 
     def claim(self, container_uuid: str) -> LiveContainer | None:
         """Take a container out of service for its teardown: exactly one caller gets it.
@@ -89,10 +96,12 @@ class Registry(pykka.ThreadingActor):
     def free(self, container_uuid: str) -> None:
         """The claimed container's domain is gone: its slot is free."""
         self.ending.pop(container_uuid, None)
+        self.stuck_entries.pop(container_uuid, None)
 
     def stuck(self) -> list[LiveContainer]:
-        """Claimed containers whose teardown has not finished (or failed)."""
-        return list(self.ending.values())
+        """Containers whose teardown could not destroy the domain (never those still
+        being torn down: their teardown owns them)."""
+        return list(self.stuck_entries.values())
 
     def get(self, container_uuid: str) -> LiveContainer | None:
         return self.entries.get(container_uuid)
@@ -115,4 +124,4 @@ class Registry(pykka.ThreadingActor):
         return max(0, self.limit - self._used())
 
     def _used(self) -> int:
-        return len(self.entries) + len(self.ending) + self.pending
+        return len(self.entries) + len(self.ending) + len(self.stuck_entries) + self.pending

@@ -155,9 +155,12 @@ def _steps(request: Request, done: _Done) -> dict:
     container.mark_administered(username, CONTEXT_NORMAL_PROCESS).get()
 
     transition = shell.close(CONTEXT_NORMAL_PROCESS).get()
-    stop_actor(shell)
     done.shell = None  # closed and journalled: nothing left to undo
-    emit(transition, EVENT_ENDPOINT_SHELL_CLOSED, {"endpoint_shell": shell})
+    try:
+        # The handler may still ask the shell about itself: its actor ends after.
+        emit(transition, EVENT_ENDPOINT_SHELL_CLOSED, {"endpoint_shell": shell})
+    finally:
+        stop_actor(shell)
 
     forwarder = start_forwarder(context, container_uuid, (host, port))
     done.forwarder = forwarder
@@ -235,7 +238,9 @@ def _unwind(context: EngineContext, done: _Done, base: dict, reason: str) -> Tra
     else:
         # Its domain may still run: the slot stays taken and the reaper tries again.
         log.error("container %s: domain not destroyed; its slot stays taken", done.container_uuid)
-        if not done.registered:  # a registered one stays claimed, as it is
+        if done.registered:
+            context.registry.mark_stuck(done.container_uuid).get()
+        else:
             entry = LiveContainer(
                 uuid=done.container_uuid, container=done.container, forwarder=done.forwarder
             )

@@ -187,4 +187,6 @@ def teardown(
     if undone.domain_gone:
         stop_actor(entry.container)
         context.registry.free(entry.uuid).get()
+    else:
+        context.registry.mark_stuck(entry.uuid).get()
     return undone.errors

@@ -134,7 +134,7 @@ def test_create_login_destroy(make_vm_server, qemu):
 
     journal = running.engine.journal
     container_rows = journal.history(entity_id=data["container_uuid"])
-    assert [r["trigger"] for r in container_rows] == ["start", "administer", "serve"]
+    assert [r["trigger"] for r in container_rows] == ["create", "start", "administer", "serve"]
 
     seen.clear()
     destroyed = client_for(running).destroy(data["container_uuid"], data["client_token"])
