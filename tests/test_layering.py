@@ -13,7 +13,8 @@ d. Layers (``LAYERS``, top to bottom): a module imports only from its own packag
 e. No import cycles through module-level imports (``if TYPE_CHECKING:`` blocks and imports
    inside functions are not followed).
 f. A project import inside a function carries its reason: a comment on the statement's
-   line(s) or a comment line directly above (lint pragmas alone are not a reason).
+   line(s) or a comment line directly above, or directly above the first of a run of
+   consecutive imports it belongs to (lint pragmas alone are not a reason).
 g. Every exception class derives, directly or through project classes, from
    ``anweddol_actors.errors.AnweddolError`` (the name is resolved, so a re-export counts).
 
@@ -492,6 +493,30 @@ def check_cycles(root: Path) -> list[str]:
     return violations
 
 
+def check_package_cycles(root: Path) -> list[str]:
+    """Rule e, between top-level packages: two packages that import each other, by any
+    import at all (in a function, under TYPE_CHECKING), read neither above nor below the
+    other, even inside the layer whose members may import each other."""
+    package = load_package(root)
+    graph: dict[str, dict[str, Import]] = {}
+    for module, record in _project_imports(package):
+        source, target = package.part(module.name), package.part(record.target)
+        if target in (source, "__init__"):
+            continue
+        graph.setdefault(source, {}).setdefault(target, record)
+        graph.setdefault(target, {})
+    violations = []
+    for component in _strongly_connected(graph):
+        if len(component) < 2:
+            continue
+        cycle = _cycle_in(graph, component)
+        edges = "".join(
+            f"\n      {graph[a][b].describe()}" for a, b in zip(cycle, cycle[1:], strict=False)
+        )
+        violations.append("packages " + " <-> ".join(cycle[:-1]) + edges)
+    return violations
+
+
 # -- rule f ----------------------------------------------------------------------------------
 
 
@@ -518,8 +543,11 @@ def check_function_imports_explained(root: Path) -> list[str]:
     violations = []
     for module in package.modules.values():
         comments, code_lines = _comments(module.source)
-        for record in module.imports:
-            if not (record.project and record.in_function):
+        # A run of consecutive imports is one statement of intent: the reason above its
+        # first line covers the whole run.
+        explained_ends: set[int] = set()
+        for record in sorted(module.imports, key=lambda r: r.lineno):
+            if not record.in_function:
                 continue
             own = [
                 c
@@ -528,7 +556,10 @@ def check_function_imports_explained(root: Path) -> list[str]:
             ]
             above = record.lineno - 1
             above_comments = comments.get(above, []) if above not in code_lines else []
-            if not any(_is_reason(c) for c in own + above_comments):
+            explained = any(_is_reason(c) for c in own + above_comments) or above in explained_ends
+            if explained:
+                explained_ends.add(record.end_lineno)
+            if record.project and not explained:
                 violations.append(
                     f"{record.describe()} (function-level import without a reason comment)"
                 )
@@ -744,6 +775,48 @@ def test_layers():
 def test_no_import_cycles():
     violations = check_cycles(PACKAGE_DIR)
     assert not violations, _report("import cycles (module-level imports)", violations)
+
+
+def test_no_two_packages_import_each_other():
+    violations = check_package_cycles(PACKAGE_DIR)
+    assert not violations, _report("packages importing each other", violations)
+
+
+def test_checker_flags_two_packages_importing_each_other(tmp_path):
+    root = make_package(
+        tmp_path,
+        {
+            "config/uses.py": "from anweddol_actors.policy import rules\n",
+            "policy/rules.py": (
+                "from typing import TYPE_CHECKING\n"
+                "if TYPE_CHECKING:\n"
+                "    from anweddol_actors.config import uses\n"
+            ),
+        },
+    )
+    violations = check_package_cycles(root)
+    assert len(violations) == 1 and "config" in violations[0] and "policy" in violations[0]
+    assert check_package_cycles(make_package(tmp_path / "good")) == []
+
+
+def test_checker_takes_one_reason_for_a_run_of_imports(tmp_path):
+    root = make_package(
+        tmp_path,
+        {
+            "engine/late.py": (
+                "def f():\n"
+                "    # loaded on first use: the command must start fast\n"
+                "    from anweddol_actors.engine import run\n"
+                "    import anweddol_actors.protocol.frames\n"
+                "\n"
+                "    from anweddol_actors.actors import worker\n"
+            )
+        },
+    )
+    assert check_function_imports_explained(root) == [
+        "anweddol_actors/engine/late.py:6 anweddol_actors.actors.worker"
+        " (function-level import without a reason comment)"
+    ]
 
 
 def test_function_level_imports_say_why():

@@ -79,10 +79,6 @@ class EntityActor(pykka.ThreadingActor):
 
     # -- ending ------------------------------------------------------------------------
 
-    @property
-    def state(self) -> str:
-        return self.lifecycle.state
-
     def fail(self, exc: BaseException, context: int | None = None) -> Transition | None:
         """Journal ``fail``, release, journal ``destroy`` (when the release worked), then
         tell the supervisor. Idempotent: an entity fails once."""
@@ -140,16 +136,15 @@ class EntityActor(pykka.ThreadingActor):
     def retry_release(self) -> None:
         """For an entity left ``failed`` because its release raised: try again, and end
         it ``destroyed`` once it worked. Raises while it still does not."""
-        if self.lifecycle.state != "failed":
-            return  # only a failed release is retried; a live entity belongs to its owner
-        self.release()
-        if self.lifecycle.can("destroy"):
-            self.lifecycle.fire("destroy")
+        if self.lifecycle.state == "failed":  # a live entity belongs to its owner
+            self._release_then_destroy(None, quiet=False)
 
-    def _release_then_destroy(self, context: int | None) -> None:
+    def _release_then_destroy(self, context: int | None, quiet: bool = True) -> None:
         try:
             self.release()
         except Exception:
+            if not quiet:
+                raise
             log.exception(
                 "%s %s could not release what it holds",
                 self.lifecycle.kind,

@@ -111,14 +111,20 @@ class ContainerActor(EntityActor):
         """Journal the container's creation (its settings as they are now)."""
         return self.lifecycle.create(
             context=context,
-            data={
-                "domain_uuid": self.uuid,
-                "iso_path": str(self.settings.iso_path),
-                "memory_mib": self.settings.memory_mib,
-                "vcpus": self.settings.vcpus,
-                "network": self.settings.network_mode,
-            },
+            data={"domain_uuid": self.uuid, **self._recovery_data()},
         )
+
+    def _recovery_data(self) -> dict[str, Any]:
+        """What a later run needs to adopt or clean up the domain (DESIGN.md, Journal);
+        journalled at ``create`` and again at ``start``, since handlers may change it
+        between the two."""
+        settings = self.settings
+        return {
+            "iso_path": str(settings.iso_path),
+            "memory_mib": settings.memory_mib,
+            "vcpus": settings.vcpus,
+            "network": settings.network_mode,
+        }
 
     @governed
     def start_domain(self, context: int | None = None) -> Transition:
@@ -130,16 +136,7 @@ class ContainerActor(EntityActor):
         settings = self.settings
         if settings.memory_mib < 1 or settings.vcpus < 1:
             raise Refused("container memory and vcpus must be positive")
-        transition = self.lifecycle.fire(
-            "start",
-            context=context,
-            data={
-                "iso_path": str(settings.iso_path),
-                "memory_mib": settings.memory_mib,
-                "vcpus": settings.vcpus,
-                "network": settings.network_mode,
-            },
-        )
+        transition = self.lifecycle.fire("start", context=context, data=self._recovery_data())
         self.may_have_domain = True
         tries = _FORWARD_PORT_TRIES if settings.network_mode == "user" else 1
         low, high = settings.guest_port_range

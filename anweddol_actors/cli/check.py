@@ -26,10 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _libvirt_checks(uri: str) -> list[Check]:
-    # Imported here, not at the top: each command loads only what it uses (fast --help).
+    # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
     from anweddol_actors.hypervisor import Hypervisor, HypervisorError
-
-    # Imported here, not at the top: each command loads only what it uses (fast --help).
     from anweddol_actors.hypervisor.kvm import local_kvm_usable
 
     try:
@@ -52,7 +50,7 @@ def _libvirt_checks(uri: str) -> list[Check]:
 
 
 def _image_checks() -> list[Check]:
-    # Imported here, not at the top: each command loads only what it uses (fast --help).
+    # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
     from anweddol_actors.image.builder import default_image_path, find_toolchain, image_is_current
 
     toolchain = find_toolchain()

@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Imported here, not at the top: each command loads only what it uses (fast --help).
+    # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
     from anweddol_actors.image.builder import (
         ImageBuildError,
         build_image,

@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Imported here, not at the top: each command loads only what it uses (fast --help).
+    # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
     from anweddol_actors.config import ConfigError, load_config
 
     logging.basicConfig(
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     prepare_host(settings)
     rsa_wrapper = load_or_create_keys(config)
 
-    # Imported here, not at the top: each command loads only what it uses (fast --help).
+    # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
     from anweddol_actors.core.server import ServerInterface
 
     try:
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
 
 def settings_from_config(config):
     """Engine settings from a loaded :class:`ServerConfig`."""
-    # Imported here, not at the top: each command loads only what it uses (fast --help).
+    # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
     from anweddol_actors.engine.settings import Settings
 
     container, server, forwarding = config.container, config.server, config.port_forwarding
@@ -145,7 +145,7 @@ def settings_from_config(config):
 
 def prepare_host(settings) -> None:
     """Start libvirt's daemons where nothing else does, and build the dev image if needed."""
-    # Imported here, not at the top: each command loads only what it uses (fast --help).
+    # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
     from anweddol_actors.hypervisor.daemons import ensure_daemons
 
     if settings.libvirt_uri.startswith("qemu:///") and os.geteuid() == 0:
@@ -154,7 +154,7 @@ def prepare_host(settings) -> None:
         except Exception as exc:
             raise CliError(f"cannot start libvirt: {exc}") from None
     if settings.iso_path is None:
-        # Imported here, not at the top: each command loads only what it uses (fast --help).
+        # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
         from anweddol_actors.image.builder import ensure_image
 
         try:
@@ -167,10 +167,8 @@ def prepare_host(settings) -> None:
 
 def load_or_create_keys(config):
     """The server's RSA key pair: loaded from its file, or made once and kept (0600)."""
-    # Imported here, not at the top: each command loads only what it uses (fast --help).
+    # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
     from anweddol_actors.core.crypto import RSAWrapper
-
-    # Imported here, not at the top: each command loads only what it uses (fast --help).
     from anweddol_actors.protocol.crypto import private_pem
 
     server = config.server
@@ -201,7 +199,7 @@ def load_or_create_keys(config):
 
 def install_policies(server, config) -> None:
     """The deployed server's policies (PROTOCOL.md §3): IP filter and access tokens."""
-    # Imported here, not at the top: each command loads only what it uses (fast --help).
+    # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
     from anweddol_actors.policy.ip_filter import IpFilter
 
     ip_filter = config.ip_filter
@@ -209,10 +207,8 @@ def install_policies(server, config) -> None:
         policy = IpFilter(True, ip_filter.allowed_ip_list, ip_filter.denied_ip_list)
         server.engine.settings.ip_allows = policy.allows
     if config.access_token.enabled:
-        # Imported here, not at the top: each command loads only what it uses (fast --help).
+        # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
         from anweddol_actors.core.client import RESPONSE_MSG_BAD_AUTH, RESPONSE_MSG_BAD_REQ
-
-        # Imported here, not at the top: each command loads only what it uses (fast --help).
         from anweddol_actors.policy.access_tokens import AccessTokenStore
 
         store = AccessTokenStore(config.access_token.access_token_database_file_path)

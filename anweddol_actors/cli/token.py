@@ -35,10 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Imported here, not at the top: each command loads only what it uses (fast --help).
+    # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
     from anweddol_actors.config import ConfigError, load_config
-
-    # Imported here, not at the top: each command loads only what it uses (fast --help).
     from anweddol_actors.policy.access_tokens import AccessTokenError, AccessTokenStore
 
     path = args.db

@@ -31,6 +31,7 @@ from anweddol_actors.core.port_forwarding import ForwarderInstance
 from anweddol_actors.core.virtualization import ContainerInstance, EndpointShellInstance
 from anweddol_actors.engine import create, verbs
 from anweddol_actors.engine.context import Request
+from anweddol_actors.engine.entities import start_container
 from anweddol_actors.engine.settings import Settings
 from anweddol_actors.engine.supervisor import Server
 from anweddol_actors.image.builder import default_image_path, ensure_image
@@ -151,8 +152,12 @@ class _VirtualizationInterface:
         return None if entry is None else ContainerInstance.of(entry.container)
 
     def createContainer(self, iso_path: str | None = None, store: bool = False):
-        container = ContainerInstance(iso_path or self._server.settings.iso_path)
-        return container
+        """A new container on this server's journal and libvirt connection (not stored:
+        only a CREATE stores containers); the caller owns it (``stop_actor``)."""
+        context = self._server.context
+        actor = start_container(context, iso_path=iso_path or context.settings.iso_path)
+        actor.create().get()
+        return ContainerInstance.of(actor)
 
     def getHypervisor(self):
         return self._server.context.hypervisors.get()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid as uuid_module
 import xml.etree.ElementTree as ET
+from dataclasses import asdict
 from typing import Any
 
 from anweddol_actors.actors.container import ContainerSettings, wait_ready
@@ -79,7 +80,7 @@ class ContainerInstance:
 
     def _snapshot(self) -> dict:
         if self._actor is None:
-            return {"state": "created", "guest_address": None, **self._settings.__dict__}
+            return {"state": "created", "guest_address": None, **asdict(self._settings)}
         return self._actor.snapshot().get()
 
     def _configure(self, **changes: Any) -> None:

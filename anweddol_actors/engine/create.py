@@ -116,6 +116,10 @@ def _steps(request: Request, done: _Done) -> dict:
         context.dispatch.emit(transition, event, CONTEXT_NORMAL_PROCESS, {**base, **data})
         if request.client_gone:
             raise HandleEnded(event)
+        go_on()
+
+    def go_on() -> None:
+        """Between steps: a server that began stopping ends the CREATE here."""
         if context.stopping.is_set():
             raise ServerStopping("the server is stopping")
 
@@ -132,8 +136,7 @@ def _steps(request: Request, done: _Done) -> dict:
     emit(transition, EVENT_CONTAINER_DOMAIN_STARTED, {"container": container})
 
     host, port = wait_ready(container, container_uuid, settings.ready_timeout)
-    if context.stopping.is_set():
-        raise ServerStopping("the server is stopping")
+    go_on()
     # In ``user`` mode the guest's port 22 is reached through QEMU's loopback forward.
     shell_port = port if settings.network_mode == "user" else settings.endpoint_listen_port
     shell = start_shell(context, container_uuid, host, shell_port)

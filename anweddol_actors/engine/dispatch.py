@@ -84,7 +84,7 @@ class Dispatch:
             self.emit(transition, event, context, data)
         except Exception as exc:
             log.warning("%s handler raised: %s", event, exc)
-            self.report(exc, {k: v for k, v in data.items() if k == "client"}, transition)
+            self.report(exc, data, transition)
             return False
         return True
 

@@ -68,29 +68,29 @@ class ReaperActor(pykka.ThreadingActor):
         context = self.context
         hypervisor = context.hypervisors.opened
         now = time.monotonic()
-        settings = context.settings
         for entry in context.registry.live().get():
-            reason = None
             try:
-                if hypervisor is not None and not hypervisor.is_active(entry.uuid):
-                    reason = "domain stopped by itself"
-                elif (
-                    settings.max_lifetime is not None
-                    and now - entry.created_monotonic >= settings.max_lifetime
-                ):
-                    reason = f"max_lifetime of {settings.max_lifetime:g} s reached"
-                elif (
-                    settings.max_idle_time is not None
-                    and entry.forwarder.idle_seconds().get() >= settings.max_idle_time
-                ):
-                    reason = f"max_idle_time of {settings.max_idle_time:g} s reached"
+                details = self._why_end(entry, hypervisor, now)
             except Exception:
                 log.exception("could not check container %s", entry.uuid)
                 continue
-            if reason is not None:
-                self.reap(entry.uuid, {"reason": reason, "expired": "max_" in reason})
+            if details is not None:
+                self.reap(entry.uuid, details)
         for entry in context.registry.stuck().get():
             self._retry(entry)
+
+    def _why_end(self, entry: LiveContainer, hypervisor, now: float) -> dict | None:
+        """Why this live container must end now (the journalled details), or None."""
+        settings = self.context.settings
+        if hypervisor is not None and not hypervisor.is_active(entry.uuid):
+            return {"reason": "domain stopped by itself"}
+        limit = settings.max_lifetime
+        if limit is not None and now - entry.created_monotonic >= limit:
+            return {"reason": f"max_lifetime of {limit:g} s reached", "expired": True}
+        limit = settings.max_idle_time
+        if limit is not None and entry.forwarder.idle_seconds().get() >= limit:
+            return {"reason": f"max_idle_time of {limit:g} s reached", "expired": True}
+        return None
 
     def _retry(self, entry: LiveContainer) -> None:
         """Try again to destroy a domain an earlier teardown could not."""

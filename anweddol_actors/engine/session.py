@@ -210,15 +210,10 @@ class SessionActor(pykka.ThreadingActor):
         super().__init__()
         self.session = session
 
-    def serve_socket(self, sock: socket.socket, address: tuple) -> None:
+    def serve(self, entry: Callable[..., None], *args: object) -> None:
+        """Run ``entry`` (``session.serve_socket`` or ``serve_channel``), then stop."""
         try:
-            self.session.serve_socket(sock, address)
-        finally:
-            self.actor_ref.stop(block=False)
-
-    def serve_channel(self, channel: ClientChannel) -> None:
-        try:
-            self.session.serve_channel(channel)
+            entry(*args)
         finally:
             self.actor_ref.stop(block=False)
 

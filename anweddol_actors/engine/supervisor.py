@@ -261,13 +261,13 @@ class Server:
 
     def _spawn_session(self, sock: socket.socket, address: tuple) -> None:
         session = self._new_session()
-        SessionActor.start(session).proxy().serve_socket(sock, address)
+        SessionActor.start(session).proxy().serve(session.serve_socket, sock, address)
 
     def handle_channel(self, channel: ClientChannel, asynchronous: bool) -> None:
         """Serve a client the user accepted and wrapped (seed ``handleClient``)."""
         session = self._new_session()
         if asynchronous:
-            SessionActor.start(session).proxy().serve_channel(channel)
+            SessionActor.start(session).proxy().serve(session.serve_channel, channel)
         else:
             session.serve_channel(channel)
 

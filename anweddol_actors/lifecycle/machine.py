@@ -185,17 +185,7 @@ class Lifecycle:
             merged = {**self._data, **(data or {})}
             if creating:
                 # The machine already stands in the initial state: only the journal moves.
-                self._journal.record(
-                    kind=self.kind,
-                    entity_id=self.entity_id,
-                    trigger=trigger,
-                    source=source,
-                    dest=self.state,
-                    context=context,
-                    details=details,
-                    data=merged,
-                    terminal=self.is_terminal,
-                )
+                self._record(trigger, source, self.state, context, details, merged)
             else:
                 self._model.trigger(trigger, context=context, details=details, data=merged)
             self._data = merged
@@ -226,16 +216,34 @@ class Lifecycle:
         return self.fire(self._spec.create_trigger, context=context, details=details, data=data)
 
     def _journal_transition(self, event: EventData) -> None:
-        dest = event.transition.dest
+        kwargs = event.kwargs
+        self._record(
+            event.event.name,
+            self._model.state,
+            event.transition.dest,
+            kwargs["context"],
+            kwargs["details"],
+            kwargs["data"],
+        )
+
+    def _record(
+        self,
+        trigger: str,
+        source: str,
+        dest: str,
+        context: int | None,
+        details: dict[str, Any] | None,
+        data: dict[str, Any],
+    ) -> None:
         self._journal.record(
             kind=self.kind,
             entity_id=self.entity_id,
-            trigger=event.event.name,
-            source=self._model.state,
+            trigger=trigger,
+            source=source,
             dest=dest,
-            context=event.kwargs["context"],
-            details=event.kwargs["details"],
-            data=event.kwargs["data"],
+            context=context,
+            details=details,
+            data=data,
             terminal=dest in self._spec.terminal,
         )
 

@@ -14,10 +14,6 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from anweddol_actors.config.model import IpFilterConfig
 
 __all__ = ["ANY", "IpFilter", "IpNetwork", "parse_ip_entry"]
 
@@ -76,11 +72,6 @@ class IpFilter:
         self.enabled = bool(enabled)
         self._allow_any, self._allowed = self._parse_list(allowed)
         self._deny_any, self._denied = self._parse_list(denied)
-
-    @classmethod
-    def from_config(cls, section: IpFilterConfig) -> IpFilter:
-        """Build from the configuration's ``ip_filter`` section."""
-        return cls(section.enabled, section.allowed_ip_list, section.denied_ip_list)
 
     @staticmethod
     def _parse_list(entries: Iterable[str]) -> tuple[bool, tuple[IpNetwork, ...]]:

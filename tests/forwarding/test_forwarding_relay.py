@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -304,8 +305,10 @@ def test_refused_target_closes_that_client_only() -> None:
         target.close()
 
 
-def test_unresponsive_target_times_out_connect() -> None:
-    """A target whose accept queue is full drops SYNs: the connect deadline must fire."""
+@contextlib.contextmanager
+def blackhole_port() -> Iterator[int]:
+    """A loopback port whose accept queue is full: it drops SYNs, so a connect to it
+    neither completes nor is refused."""
     blackhole = socket.socket()
     blackhole.bind((HOST, 0))
     blackhole.listen(0)
@@ -319,6 +322,16 @@ def test_unresponsive_target_times_out_connect() -> None:
             s.connect_ex((HOST, port))
             fillers.append(s)
         time.sleep(0.2)
+        yield port
+    finally:
+        for s in fillers:
+            s.close()
+        blackhole.close()
+
+
+def test_unresponsive_target_times_out_connect() -> None:
+    """A target whose accept queue is full drops SYNs: the connect deadline must fire."""
+    with blackhole_port() as port:
         relay = start_relay(port, connect_timeout=0.5)
         try:
             start = time.monotonic()
@@ -329,10 +342,6 @@ def test_unresponsive_target_times_out_connect() -> None:
             assert relay.connection_count == 0
         finally:
             relay.stop()
-    finally:
-        for s in fillers:
-            s.close()
-        blackhole.close()
 
 
 def test_client_reset_closes_its_pair(echo_target: Target) -> None:
@@ -540,18 +549,7 @@ def test_idle_since_follows_open_connections(echo_target: Target) -> None:
 
 def test_connection_waiting_for_the_target_counts_as_open() -> None:
     """A client whose target connect is pending is connected: not idle until it is dropped."""
-    blackhole = socket.socket()
-    blackhole.bind((HOST, 0))
-    blackhole.listen(0)
-    port = blackhole.getsockname()[1]
-    fillers = []
-    try:
-        for _ in range(8):  # fill the accept queue, as in test_unresponsive_target_...
-            s = socket.socket()
-            s.setblocking(False)
-            s.connect_ex((HOST, port))
-            fillers.append(s)
-        time.sleep(0.2)
+    with blackhole_port() as port:
         relay = start_relay(port, connect_timeout=1.0)
         try:
             with socket.create_connection((HOST, relay.port), timeout=10) as sock:
@@ -562,10 +560,6 @@ def test_connection_waiting_for_the_target_counts_as_open() -> None:
             assert relay.connection_count == 0
         finally:
             relay.stop()
-    finally:
-        for s in fillers:
-            s.close()
-        blackhole.close()
 
 
 def test_refused_target_leaves_the_relay_idle() -> None:

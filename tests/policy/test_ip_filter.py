@@ -107,7 +107,8 @@ def test_from_config_section():
     config = parse_config(
         "ip_filter:\n  enabled: true\n  denied_ip_list: [any]\n  allowed_ip_list: [127.0.0.0/8]\n"
     )
-    ip_filter = IpFilter.from_config(config.ip_filter)
+    section = config.ip_filter  # what `serve` builds its filter from
+    ip_filter = IpFilter(section.enabled, section.allowed_ip_list, section.denied_ip_list)
     assert ip_filter.allows("127.0.0.1")
     assert not ip_filter.allows("192.0.2.1")
     assert "127.0.0.0/8" in repr(ip_filter)
