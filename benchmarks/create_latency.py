@@ -8,8 +8,9 @@ Not a test: it prints numbers. In one run, on 127.0.0.1 only:
       DESTROY;
   (c) CREATE / bare boot, CREATE - bare boot, and where the CREATE's time goes, from the
       journal's transition timestamps (session, container, ``uuid.shell``,
-      ``uuid.forwarder``) plus one seed event (``on_endpoint_shell_created``, fired right
-      after the banner wait, which the journal has no row for);
+      ``uuid.forwarder``) and the seed events: a transition is journalled *before* its
+      step acts (the machine is asked first), an event fires once the step is done, so a
+      step runs from its row to its event;
   (d) two CREATEs in parallel: wall time.
 
     .venv/bin/python benchmarks/create_latency.py [--runs 3] [--time-limit 900]
@@ -104,20 +105,24 @@ def bare_boot(hv: Hypervisor, iso: Path, started: list[str]) -> float:
 
 # -- (b), (c) CREATE through the server ------------------------------------------------------
 
-# (label, what ends the step); each step runs from the previous mark to this one.
+# (label, what ends the step); each step runs from the previous mark to this one. Rows mark
+# where a step begins (journalled before it acts), events where it is done.
 STEPS = [
     ("connect + accept", "session.start"),
     ("RSA key exchange", "session.handshake"),
     ("request received + decrypted", "session.request"),
-    ("domain create (createXML)", "container.start"),
-    ("wait for SSH banner (boot)", "event.shell_created"),
-    ("endpoint SSH login", "shell.open"),
+    ("container created (journal)", "container.start"),
+    ("domain create (createXML)", "event.on_container_domain_started"),
+    ("wait for SSH banner (boot)", "event.on_endpoint_shell_created"),
+    ("endpoint SSH login", "event.on_endpoint_shell_opened"),
     ("setup script (new user)", "container.administer"),
-    ("endpoint shell close", "shell.close"),
-    ("forwarder reserve + start", "forwarder.start"),
+    ("endpoint shell close", "event.on_endpoint_shell_closed"),
+    ("forwarder reserve + start", "event.on_forwarder_started"),
     ("store credentials + serve", "container.serve"),
     ("response (ISO sha256, encrypt, send)", "client.response"),
 ]
+# The events whose times mark the end of a step.
+TIMED_EVENTS = tuple(mark.split(".", 1)[1] for _, mark in STEPS if mark.startswith("event."))
 
 
 def marks_of(server: ServerInterface, t0: float, t1: float, container_uuid: str, events) -> dict:
@@ -140,9 +145,10 @@ def marks_of(server: ServerInterface, t0: float, t1: float, container_uuid: str,
     ):
         for row in journal.history(entity_id=entity):
             marks.setdefault(f"{prefix}.{row['trigger']}", epoch(row["time"]))
-    seen = [at for at in events if t0 <= at <= t1]
-    if len(seen) == 1:  # only meaningful when one CREATE was in flight
-        marks["event.shell_created"] = seen[0]
+    for event, times in events.items():
+        seen = [at for at in times if t0 <= at <= t1]
+        if len(seen) == 1:  # only meaningful when one CREATE was in flight
+            marks[f"event.{event}"] = seen[0]
     return marks
 
 
@@ -216,11 +222,13 @@ def main(argv: list[str] | None = None) -> int:
         server = ServerInterface(
             str(iso), LOOPBACK, 0, 60, runtime_rsa_wrapper=wrapper, settings=settings
         )
-        banner_at: list[float] = []
+        event_times: dict[str, list[float]] = {event: [] for event in TIMED_EVENTS}
+        for event in TIMED_EVENTS:
 
-        @server.on_endpoint_shell_created
-        def _banner_seen(context, data):  # fires right after the server saw the banner
-            banner_at.append(time.time())
+            def _seen(context, data, _times=event_times[event]):  # the step just finished
+                _times.append(time.time())
+
+            server.setEventHandler(event, _seen)
 
         server_thread = threading.Thread(target=server.startServer, daemon=True)
         server_thread.start()
@@ -271,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.runs):
             elapsed, t0_wall, t1_wall, data = create_once()
             try:
-                marks = marks_of(server, t0_wall, t1_wall, data["container_uuid"], banner_at)
+                marks = marks_of(server, t0_wall, t1_wall, data["container_uuid"], event_times)
                 breakdowns.append(breakdown(marks))
             finally:
                 destroys.append(destroy_once(data))
