@@ -14,12 +14,18 @@ fixtures have been torn down:
   the test are left alone (another run or a real server may own them); a domain another
   process creates *during* a vm test would be blamed on it, so vm runs should not overlap.
 
+VM tests of concurrent runs never overlap: each ``vm`` test holds an exclusive lock on
+VM_LOCK_PATH for its whole duration (fixtures included), so one run's leak check never
+blames (and destroys) another run's domains, and a test that restarts libvirtd never pulls
+it from under another run's guests. A single run (CI) never waits on it.
+
 Environment, for the tests of these checks (tests/test_layering.py): ANWEDDOL_LEAK_TIMEOUT
 (seconds, default 10) and ANWEDDOL_VM_LEAK_URI (default qemu:///system).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 
@@ -46,6 +52,7 @@ LEAK_TIMEOUT = float(os.environ.get("ANWEDDOL_LEAK_TIMEOUT", "10"))
 POLL_INTERVAL = 0.02
 STOP_TIMEOUT = 10.0
 VM_URI = os.environ.get("ANWEDDOL_VM_LEAK_URI", "qemu:///system")
+VM_LOCK_PATH = "/tmp/anweddol-actors-vm-tests.lock"
 
 
 def _wait_until_empty(read, timeout: float):
@@ -129,12 +136,20 @@ def leak_checks(request):
     every other function-scoped fixture of the test: their cleanup counts.
     """
     vm = request.node.get_closest_marker("vm") is not None
-    domains_before = _marked_domains() if vm else None
-    yield
-    # Actors first: a container actor still stopping may be destroying its domain.
-    problems = [_check_actors()]
+    lock = None
     if vm:
-        problems.append(_check_domains(domains_before))
+        lock = open(VM_LOCK_PATH, "a")  # noqa: SIM115 - held across the yield
+        fcntl.flock(lock, fcntl.LOCK_EX)  # bounded by pytest-timeout like the test itself
+    try:
+        domains_before = _marked_domains() if vm else None
+        yield
+        # Actors first: a container actor still stopping may be destroying its domain.
+        problems = [_check_actors()]
+        if vm:
+            problems.append(_check_domains(domains_before))
+    finally:
+        if lock is not None:
+            lock.close()  # releases the lock
     problems = [problem for problem in problems if problem]
     if problems:
         pytest.fail("; ".join(problems), pytrace=False)

@@ -122,6 +122,9 @@ def settings_from_config(config):
         listen_port=server.listen_port,
         client_timeout=server.timeout,
         max_message_size=server.max_message_size,
+        request_deadline=server.request_deadline,
+        max_connections=server.max_connections,
+        max_connections_per_address=server.max_connections_per_address,
         libvirt_uri=container.libvirt_uri,
         network_mode=container.network_mode,
         domain_type=container.domain_type,
@@ -133,6 +136,8 @@ def settings_from_config(config):
         max_idle_time=container.max_idle_time,
         port_range=tuple(forwarding.port_range),
         forward_bind_address=forwarding.bind_address,
+        forward_max_connections=forwarding.max_connections,
+        forward_max_connections_per_address=forwarding.max_connections_per_address,
         endpoint_username=container.endpoint_username,
         endpoint_password=container.endpoint_password,
         endpoint_listen_port=container.endpoint_listen_port,
@@ -140,7 +145,19 @@ def settings_from_config(config):
         ready_timeout=container.ready_timeout,
         database=server.database,
         on_start_live_containers=server.on_start_live_containers,
+        pause_at=pause_points_from_environment(),
     )
+
+
+def pause_points_from_environment() -> frozenset[str]:
+    """The crash tests' pause steps (``engine.pause``), from the environment; none by default."""
+    # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
+    from anweddol_actors.engine.pause import pause_points
+
+    try:
+        return pause_points(os.environ.get("ANWEDDOL_ACTORS_TEST_PAUSE_AT"))
+    except ValueError as exc:
+        raise CliError(f"ANWEDDOL_ACTORS_TEST_PAUSE_AT: {exc}") from None
 
 
 def prepare_host(settings) -> None:

@@ -38,6 +38,7 @@ _FLOAT_KEYS = {
     ("container", "max_lifetime"),
     ("container", "max_idle_time"),
     ("server", "timeout"),
+    ("server", "request_deadline"),
 }
 
 

@@ -71,6 +71,9 @@ class ServerSectionConfig(_Section):
     database: str
     max_message_size: int
     on_start_live_containers: str
+    request_deadline: float
+    max_connections: int
+    max_connections_per_address: int
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,8 @@ class WebServerConfig(_Section):
 class PortForwardingConfig(_Section):
     port_range: tuple[int, int]
     bind_address: str
+    max_connections: int
+    max_connections_per_address: int
 
     @property
     def port_count(self) -> int:

@@ -183,10 +183,19 @@ SECTIONS: dict[str, dict[str, Any]] = {
         # connection may make the server buffer.
         "max_message_size": _integer(1 << 20, min=4096, max=64 << 20),
         "on_start_live_containers": _string("destroy", check_with=_one_of("destroy", "adopt")),
+        # Ours: the original's timeout restarted at every byte, so a client trickling one
+        # byte at a time held a session (and a thread) for ever.
+        "request_deadline": _seconds(30),
+        "max_connections": _integer(512, min=1),
+        "max_connections_per_address": _integer(16, min=1),
     },
     "port_forwarding": {
         "port_range": {"type": "list", "default": [10000, 20000], "check_with": _port_range},
         "bind_address": _string("", empty=True, check_with=_bind_address),
+        # Ours: every relayed connection reaches the guest from one address, so a few idle
+        # ones would fill its SSH server's unauthenticated slots and lock the owner out.
+        "max_connections": _integer(16, min=1),
+        "max_connections_per_address": _integer(4, min=1),
     },
     "ip_filter": {
         "enabled": _boolean(False),

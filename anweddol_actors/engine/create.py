@@ -25,6 +25,7 @@ from anweddol_actors.engine.entities import (
     start_shell,
     stop_actor,
 )
+from anweddol_actors.engine.pause import pause
 from anweddol_actors.engine.verbs import end_pieces, new_client_token, respond
 from anweddol_actors.errors import AnweddolError
 from anweddol_actors.image.checksum import iso_sha256
@@ -98,7 +99,9 @@ def create(request: Request) -> dict | None:
         except Exception:
             return None  # the client is gone too: nobody to tell
     try:
-        return respond(request, True, RESPONSE_MSG_OK, response_data)
+        response = respond(request, True, RESPONSE_MSG_OK, response_data)
+        pause(context.settings, "create:response_sent")
+        return response
     except Exception as exc:
         # Complete only once delivered: a client that gave up gets no VM nobody holds.
         _unwind(context, done, request.base_data, f"response not delivered: {one_line(exc)}")
@@ -131,9 +134,11 @@ def _steps(request: Request, done: _Done) -> dict:
         EVENT_CONTAINER_CREATED,
         {"container": container},
     )
+    pause(settings, "create:created")
 
     transition = container.start_domain(CONTEXT_NORMAL_PROCESS).get()
     emit(transition, EVENT_CONTAINER_DOMAIN_STARTED, {"container": container})
+    pause(settings, "create:domain_started")
 
     host, port = wait_ready(container, container_uuid, settings.ready_timeout)
     go_on()
@@ -152,10 +157,12 @@ def _steps(request: Request, done: _Done) -> dict:
         EVENT_ENDPOINT_SHELL_OPENED,
         {"endpoint_shell": shell},
     )
+    pause(settings, "create:shell_opened")
 
     shell.ensure_client_credentials(settings.password_length).get()
     username, password = shell.administer(22).get()
     container.mark_administered(username, CONTEXT_NORMAL_PROCESS).get()
+    pause(settings, "create:credentials_set")
 
     transition = shell.close(CONTEXT_NORMAL_PROCESS).get()
     done.shell = None  # closed and journalled: nothing left to undo
@@ -176,6 +183,7 @@ def _steps(request: Request, done: _Done) -> dict:
         EVENT_FORWARDER_STARTED,
         {"forwarder": forwarder},
     )
+    pause(settings, "create:forwarder_started")
 
     token = new_client_token()
     context.journal.store_credentials(container_uuid, token)
@@ -191,6 +199,7 @@ def _steps(request: Request, done: _Done) -> dict:
     if not context.registry.add(entry).get():
         raise ServerStopping("the server is stopping")
     done.registered = True
+    pause(settings, "create:credentials_stored")
     iso_path = container.settings.get().iso_path
     return {
         "container_uuid": container_uuid,

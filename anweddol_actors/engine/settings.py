@@ -13,6 +13,10 @@ class Settings:
     listen_port: int = 6150
     client_timeout: float | None = 10
     max_message_size: int = 1 << 20
+    # Seconds from accept to a complete request, whatever the client trickles meanwhile.
+    request_deadline: float | None = 30
+    max_connections: int | None = 512
+    max_connections_per_address: int | None = 16
     libvirt_uri: str = "qemu:///system"
     network_mode: str = "user"
     domain_type: str = "auto"
@@ -27,6 +31,8 @@ class Settings:
     max_idle_time: float | None = 3600
     port_range: tuple[int, int] = (10000, 20000)
     forward_bind_address: str = ""
+    forward_max_connections: int | None = 16
+    forward_max_connections_per_address: int | None = 4
     guest_port_range: tuple[int, int] = (30000, 39999)
     endpoint_username: str = "endpoint"
     endpoint_password: str = "endpoint"
@@ -38,3 +44,6 @@ class Settings:
     on_start_live_containers: str = "destroy"
     reaper_poll_interval: float = 5.0
     ip_allows: Callable[[str], bool] | None = field(default=None, repr=False)
+    # Test hooks, never on by default: the steps (see ``engine.pause``) at which the
+    # engine stops and waits, so that a test can kill the process exactly there.
+    pause_at: frozenset[str] = frozenset()

@@ -16,6 +16,7 @@ from anweddol_actors.actors.base import one_line
 from anweddol_actors.actors.registry import LiveContainer
 from anweddol_actors.engine.context import EngineContext, Request
 from anweddol_actors.engine.entities import stop_actor
+from anweddol_actors.engine.pause import pause
 from anweddol_actors.lifecycle import Transition
 from anweddol_actors.lifecycle.events import (
     CONTEXT_NORMAL_PROCESS,
@@ -97,12 +98,16 @@ def destroy(request: Request) -> dict | None:
             transition, EVENT_AUTHENTICATION_ERROR, CONTEXT_NORMAL_PROCESS, request.base_data
         )
         return respond(request, False, RESPONSE_MSG_BAD_AUTH)
+    pause(context.settings, "destroy:authenticated")
     # The token stops working first: whatever happens to the teardown, it cannot be reused.
     context.journal.delete_credentials(container_uuid)
+    pause(context.settings, "destroy:credentials_deleted")
     entry = context.registry.claim(container_uuid).get()
     if entry is not None:
         teardown(context, entry, CONTEXT_NORMAL_PROCESS, request.base_data)
-    return respond(request, True, RESPONSE_MSG_OK)
+    response = respond(request, True, RESPONSE_MSG_OK)
+    pause(context.settings, "destroy:response_sent")
+    return response
 
 
 # The undo of each piece of a container, in the order they are ended: (the data key of the
@@ -152,6 +157,7 @@ def end_pieces(
             continue
         if key == "container":
             undone.domain_gone = True
+        pause(context.settings, f"end:{key}_stopped")
         if transition is None and failure is not None and failure.source.startswith("started"):
             transition = failure
         if undone.first_failure is None:
