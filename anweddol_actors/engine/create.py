@@ -100,14 +100,25 @@ def create(request: Request) -> dict | None:
             return None  # the client is gone too: nobody to tell
     try:
         response = respond(request, True, RESPONSE_MSG_OK, response_data)
-        pause(context.settings, "create:response_sent")
-        return response
     except Exception as exc:
         # Complete only once delivered: a client that gave up gets no VM nobody holds.
         _unwind(context, done, request.base_data, f"response not delivered: {one_line(exc)}")
         raise ResponseNotDelivered(
             f"the CREATE response was not delivered: {one_line(exc)}"
         ) from exc
+    _mark_serving(done, response_data["container_listen_port"])
+    pause(context.settings, "create:response_sent")
+    return response
+
+
+def _mark_serving(done: _Done, listen_port: int) -> None:
+    """Journal that the client holds its container: only a serving container is adopted
+    after a crash, so one whose response never left is destroyed, not kept for nobody."""
+    try:
+        done.container.mark_serving(listen_port, CONTEXT_NORMAL_PROCESS).get()
+    except Exception as exc:
+        # The reaper or a stop may already be ending it (it is registered): theirs now.
+        log.info("container %s not marked serving: %s", done.container_uuid, one_line(exc))
 
 
 def _steps(request: Request, done: _Done) -> dict:
@@ -188,7 +199,6 @@ def _steps(request: Request, done: _Done) -> dict:
     token = new_client_token()
     context.journal.store_credentials(container_uuid, token)
     done.credentials_stored = True
-    container.mark_serving(listen_port, CONTEXT_NORMAL_PROCESS).get()
     channel = request.channel
     entry = LiveContainer(
         uuid=container_uuid,

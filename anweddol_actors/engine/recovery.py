@@ -2,8 +2,9 @@
 
 Containers the journal still thinks alive are adopted (``on_start_live_containers:
 adopt``: their forwarder relays again on the same port and their credentials keep
-working) when their domain still runs and they were serving, else destroyed with their
-credentials. Domains carrying our marker that no live entity claims are destroyed.
+working) when their domain still runs, they were serving (their client got its CREATE
+response) and their credentials are still stored (no DESTROY had begun), else destroyed
+with their credentials. Domains carrying our marker that no live entity claims are destroyed.
 Sessions, shells and forwarders of the earlier run are retired.
 """
 
@@ -63,6 +64,8 @@ def _adopt(context: EngineContext, row: dict) -> bool:
         row["state"] != "started_serving"
         or forwarder_row is None
         or forwarder_row["state"] != "started"
+        # A DESTROY had begun (its first step forgets the token): nobody holds it any more.
+        or not journal.has_credentials(container_uuid)
         or not context.hypervisors.get().is_active(container_uuid)
     ):
         return False

@@ -171,6 +171,13 @@ class Journal:
         matches = hmac.compare_digest(stored.encode("ascii"), candidate.encode("ascii"))
         return matches & (row is not None)
 
+    def has_credentials(self, container_uuid: str) -> bool:
+        """Whether credentials are stored for a container (its client can still use it)."""
+        credential = self._models.credential
+        with self._guard(write=False, what="read credentials"):
+            row = credential.get_or_none(credential.uuid_sha256 == _sha256(str(container_uuid)))
+        return row is not None
+
     def history(self, entity_id: str | None = None, kind: str | None = None) -> list[dict]:
         """Transitions, oldest first, optionally of one entity and/or one kind."""
         transition = self._models.transition

@@ -5,6 +5,7 @@ server on 127.0.0.1 whose every domain, port and credential is checked at teardo
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -23,9 +24,10 @@ FORWARDER_PORTS = (41000, 41999)
 GUEST_PORTS = (42000, 42999)
 
 
-# Per module, not per session: libvirt's event-loop thread runs while any connection is
-# open, and tests/hypervisor checks that closing the last connection ends it.
-@pytest.fixture(scope="module")
+# Per test: libvirt's event-loop thread runs while any connection is open (tests/hypervisor
+# checks that closing the last connection ends it), and a connection does not outlive a
+# libvirtd restart, which some tests do.
+@pytest.fixture
 def qemu():
     ensure_daemons("qemu:///system")
     hypervisor = Hypervisor("qemu:///system")
@@ -92,3 +94,19 @@ def make_vm_server(qemu, images, rsa, tmp_path):
     # (each server marks its domains with its own owner id; others' are not ours to judge).
     for running in running_servers:
         assert qemu.list_marked(owner=running.engine.context.owner) == []
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The kill -9 table of test_e2e_crash.py (step × recovery policy → outcome)."""
+    crash = sys.modules.get("test_e2e_crash")
+    table = getattr(crash, "CRASH_TABLE", None)
+    if not table:
+        return
+    steps = list(dict.fromkeys(step for step, _ in table))
+    modes = list(dict.fromkeys(mode for _, mode in table))
+    terminalreporter.section("kill -9 at every step (outcome after restart)")
+    width = max(len(step) for step in steps)
+    terminalreporter.write_line(f"{'step':<{width}}  " + "  ".join(f"{m:<10}" for m in modes))
+    for step in steps:
+        cells = "  ".join(f"{table.get((step, mode), '-'):<10}" for mode in modes)
+        terminalreporter.write_line(f"{step:<{width}}  {cells}")

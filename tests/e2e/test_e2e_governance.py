@@ -157,7 +157,7 @@ def test_create_response_not_delivered_unwinds(make_vm_server, qemu, monkeypatch
         "the slot given back",
     )
     rows = journal.history(entity_id=container)
-    assert triggers(rows) == ["create", "start", "administer", "serve", "fail", "destroy"]
+    assert triggers(rows) == ["create", "start", "administer", "fail", "destroy"]
     assert "response not delivered" in reason_of(rows[-2]), rows[-2]
     forwarder_rows = journal.history(entity_id=f"{container}.forwarder")
     assert triggers(forwarder_rows)[-2:] == ["fail", "destroy"]

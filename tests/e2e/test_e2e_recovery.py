@@ -4,87 +4,27 @@ per ``server.on_start_live_containers``."""
 
 from __future__ import annotations
 
-import re
-import signal
-import subprocess
-import sys
-import time
+import sqlite3
 
 import pytest
+from serveprocess import ServeProcess, write_config
+from serverharness import wait_for
 from test_e2e_containers import login_fails, refuses, ssh_run
-
-from anweddol_actors.client import Client
 
 pytestmark = pytest.mark.vm
 
 
-class ServeProcess:
-    def __init__(self, config) -> None:
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "anweddol_actors",
-                "serve",
-                "--config",
-                str(config),
-                "--port",
-                "0",
-            ],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.port = None
-        deadline = time.monotonic() + 120
-        while self.port is None:
-            assert time.monotonic() < deadline, "server did not start"
-            line = self.process.stderr.readline()
-            assert line or self.process.poll() is None, "server exited"
-            match = re.search(r"serving on [\d.]+:(\d+)", line)
-            if match:
-                self.port = int(match.group(1))
-
-    def client(self) -> Client:
-        return Client("127.0.0.1", self.port, timeout=240)
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def write_config(tmp_path, images, mode: str):
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        "container:\n"
-        "  libvirt_uri: 'qemu:///system'\n"
-        f"  container_iso_file_path: '{images['dev']}'\n"
-        "  container_memory: 256\n"
-        "  container_vcpus: 1\n"
-        "server:\n"
-        "  bind_address: 127.0.0.1\n"
-        f"  database: '{tmp_path}/journal.sqlite3'\n"
-        f"  public_rsa_key_file_path: '{tmp_path}/rsa/public.pem'\n"
-        f"  private_rsa_key_file_path: '{tmp_path}/rsa/private.pem'\n"
-        f"  on_start_live_containers: {mode}\n"
-        "port_forwarding:\n"
-        "  port_range: [41000, 41999]\n"
-        "  bind_address: 127.0.0.1\n"
-    )
-    return config
+def serving(database, container_uuid: str) -> bool:
+    with sqlite3.connect(database) as db:
+        row = db.execute(
+            "SELECT state FROM entities WHERE entity_id = ?", (container_uuid,)
+        ).fetchone()
+    return row is not None and row[0] == "started_serving"
 
 
 @pytest.mark.parametrize("mode", ["adopt", "destroy"])
 def test_restart_after_sigkill(tmp_path, images, qemu, mode):
-    config = write_config(tmp_path, images, mode)
+    config = write_config(tmp_path, images["dev"], mode)
     first = ServeProcess(config)
     second = None
     created_uuid = None
@@ -93,6 +33,9 @@ def test_restart_after_sigkill(tmp_path, images, qemu, mode):
         assert created["success"] is True, created
         data = created["data"]
         created_uuid = data["container_uuid"]
+        # The server journals `serve` once the response is delivered; killed before that
+        # row, the container counts as never handed over (test_e2e_crash.py covers it).
+        wait_for(lambda: serving(tmp_path / "journal.sqlite3", created_uuid), 10, "serve row")
         first.kill()
         # The domain outlives the killed server (transient domains belong to libvirtd).
         assert data["container_uuid"] in qemu.list_marked()
