@@ -166,6 +166,13 @@ class Lifecycle:
         """Rows recorded but not yet written to the journal."""
         return len(self._pending)
 
+    @property
+    def held_rows(self) -> list[dict[str, Any]]:
+        """Copies of the rows recorded but not yet written, oldest first, shaped like
+        :meth:`Journal.history`'s rows (without ``id``)."""
+        with self._lock:
+            return [dict(row) for row in self._pending]
+
     def make_durable(self) -> None:
         """End the deferral: the rows held so far are written with the next fire's row, in
         the same transaction (or now by :meth:`flush`)."""
