@@ -4,7 +4,14 @@ The flow mirrors the seed server's handling of a client (accept event → key ex
 one request → its handler → close), but every step is a journalled transition of the
 session's machine, and each seed event fires after the transition that backs it. The
 whole flow runs on the session's own thread: the listener only accepts, so a client that
-connects and says nothing delays nobody (PROTOCOL.md §4).
+connects and says nothing delays nobody (PROTOCOL.md §4), and holds its own thread for
+at most the request deadline (``Settings.request_deadline``) before its request is in.
+
+Until its first valid request, a session's lifecycle is *deferred*: its rows (start,
+handshake, and malformed/fail, close, destroy for a connection that never asks anything
+valid) are written in one transaction, with the request's row or at the end, rather than
+one fsync each. Anyone can open a connection; only a valid request earns durable rows one
+by one (docs/architecture.md, "The journal").
 """
 
 from __future__ import annotations
@@ -45,14 +52,22 @@ class Session:
     ) -> None:
         self.context = context
         self.id = uuid.uuid4().hex
-        self.lifecycle = Lifecycle("session", self.id, context.journal)
+        self.lifecycle = Lifecycle("session", self.id, context.journal, deferred=True)
         self.channel: ClientChannel | None = None
         self._on_end = on_end
+        # The address whose slot in the connection limits this session holds (set by the
+        # supervisor for the connections its listener admitted), given back at the end.
+        self.admitted_address: str | None = None
 
     # -- entry points --------------------------------------------------------------
 
-    def serve_socket(self, sock: socket.socket, address: tuple) -> None:
-        """Handle a freshly accepted socket: accept event, key exchange, then the request."""
+    def serve_socket(
+        self, sock: socket.socket, address: tuple, accepted_at: float | None = None
+    ) -> None:
+        """Handle a freshly accepted socket: accept event, key exchange, then the request.
+
+        ``accepted_at`` (``time.monotonic()``) starts the request deadline; now when None.
+        """
         context = self.context
         try:
             try:
@@ -72,6 +87,8 @@ class Session:
                     context.private_key,
                     context.settings.client_timeout,
                     max_message_size=context.settings.max_message_size,
+                    request_deadline=context.settings.request_deadline,
+                    accepted_at=accepted_at,
                 )
                 self.channel.exchange_keys()
             except Exception as exc:
@@ -85,6 +102,9 @@ class Session:
     def serve_channel(self, channel: ClientChannel) -> None:
         """Handle a client whose keys the caller may have exchanged (seed ``handleClient``)."""
         self.channel = channel
+        deadline = self.context.settings.request_deadline
+        if deadline is not None and channel.request_deadline is None:
+            channel.set_request_deadline(deadline)
         try:
             try:
                 self.lifecycle.fire("start", data={"peer": channel.ip})
@@ -137,6 +157,9 @@ class Session:
                 channel.send_response(False, RESPONSE_MSG_BAD_REQ, reason=_describe(errors))
             return
         verb = request["verb"]
+        # A valid request: from its row on (written with the rows held so far, in one
+        # transaction), every step of this session is durable before it is acted on.
+        self.lifecycle.make_durable()
         if self._emit(self.lifecycle.fire("request", details={"verb": verb}), EVENT_REQUEST, data):
             return
         routine = self.context.verbs.get(verb)
@@ -222,10 +245,16 @@ def _channel_ok(exc: BaseException) -> bool:
     return not isinstance(exc, RemoteProtocolError | OSError)
 
 
+# Errors name what they refuse (a parameter's name, up to max_message_size long): the
+# description, journalled and sent back, is cut so that a refusal stays small.
+_DESCRIPTION_LIMIT = 200
+
+
 def _describe(errors: dict | None) -> str:
     if not errors:
         return "Malformed request"
-    return "; ".join(f"{key}: {value}" for key, value in errors.items())
+    text = "; ".join(f"{key}: {value}" for key, value in errors.items())
+    return text if len(text) <= _DESCRIPTION_LIMIT else text[: _DESCRIPTION_LIMIT - 3] + "..."
 
 
 def _close_quietly(sock: socket.socket) -> None:

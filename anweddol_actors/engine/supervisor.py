@@ -35,7 +35,7 @@ from anweddol_actors.engine.verbs import teardown
 from anweddol_actors.journal import Journal, database_path
 from anweddol_actors.lifecycle import Lifecycle, Transition
 from anweddol_actors.lifecycle.events import CONTEXT_AUTOMATIC_ACTION, CONTEXT_NORMAL_PROCESS
-from anweddol_actors.transport import ClientChannel, Listener
+from anweddol_actors.transport import ClientChannel, ConnectionLimits, Listener
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,11 @@ class Server:
         self._reaper: Reaper | None = None
         self._sessions: set[Session] = set()
         self._sessions_lock = threading.Lock()
+        # Open client connections against server.max_connections(_per_address); what the
+        # listener refused is counted here (``connection_limits.refused``).
+        self.connection_limits = ConnectionLimits(
+            settings.max_connections, settings.max_connections_per_address
+        )
         self._stopped = threading.Event()
         self._state_lock = threading.Lock()
 
@@ -136,6 +141,7 @@ class Server:
                         context.settings.listen_port,
                         self._spawn_session,
                         allows=context.settings.ip_allows,
+                        limits=self.connection_limits,
                     )
                     self._listener.start()
                 context.started_at = time.monotonic()
@@ -258,10 +264,23 @@ class Server:
     def _session_ended(self, session: Session) -> None:
         with self._sessions_lock:
             self._sessions.discard(session)
+            address, session.admitted_address = session.admitted_address, None
+        if address is not None:
+            self.connection_limits.release(address)
 
     def _spawn_session(self, sock: socket.socket, address: tuple) -> None:
+        """The listener's hand-off of an admitted connection: its slot in the limits goes
+        with the session, which gives it back when it ends. Raises (the listener then
+        closes the socket and gives the slot back) when no session could start."""
+        accepted_at = time.monotonic()
         session = self._new_session()
-        SessionActor.start(session).proxy().serve(session.serve_socket, sock, address)
+        try:
+            actor = SessionActor.start(session)
+        except BaseException:
+            self._session_ended(session)
+            raise
+        session.admitted_address = address[0]
+        actor.proxy().serve(session.serve_socket, sock, address, accepted_at)
 
     def handle_channel(self, channel: ClientChannel, asynchronous: bool) -> None:
         """Serve a client the user accepted and wrapped (seed ``handleClient``)."""
@@ -296,6 +315,9 @@ class Server:
         session of its own, journalled from start to end like any other.
         """
         lifecycle = self._session_running(channel)
+        if lifecycle is not None:
+            # A verb's steps are durable one by one, like those of a request's verb.
+            lifecycle.make_durable()
         own = lifecycle is None or not lifecycle.is_in("started")
         if own:
             lifecycle = Lifecycle("session", uuid.uuid4().hex, self.context.journal)

@@ -7,6 +7,14 @@ Nothing else is attached to the machine: the entity acts on the new state after 
 returns, never from inside a callback, and ``fire`` hands back the :class:`Transition` it
 took so that the entity can tell what it is reacting to.
 
+A lifecycle may be *deferred* (client sessions, until their first valid request): its
+rows are then recorded in the lifecycle, in order, and written to the journal together,
+in one transaction, when the deferral ends (:meth:`Lifecycle.make_durable`: with the next
+row) or when the entity reaches its terminal state. ``fire`` still returns only once its
+row is recorded, so what reacts to a transition still comes after its record; the row is
+just not on disk yet. A crash loses only the unwritten rows of entities that had nothing
+to recover (docs/architecture.md, "The journal").
+
 The create step (see ``definitions.py``) is not part of the transitions machine, whose
 states all exist: :meth:`Lifecycle.create` journals it directly, with the same guarantees.
 """
@@ -16,6 +24,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from transitions import EventData
@@ -111,6 +120,7 @@ class Lifecycle:
         data: Mapping[str, Any] | None = None,
         *,
         state: str | None = None,
+        deferred: bool = False,
     ):
         self._spec = _spec(kind)
         self.kind = kind
@@ -123,6 +133,8 @@ class Lifecycle:
         # Only a lifecycle that starts from nothing may journal the entity's creation: one
         # given a state (resumed) stands for an entity the journal already holds.
         self._fresh = state is None
+        self._deferred = deferred
+        self._pending: list[dict[str, Any]] = []
 
     @classmethod
     def resume(cls, journal: Journal, entity_id: str, kind: str | None = None) -> Lifecycle:
@@ -143,6 +155,36 @@ class Lifecycle:
     @property
     def is_terminal(self) -> bool:
         return self.state in self._spec.terminal
+
+    @property
+    def deferred(self) -> bool:
+        """True while rows are held in memory rather than written at each fire."""
+        return self._deferred
+
+    @property
+    def pending(self) -> int:
+        """Rows recorded but not yet written to the journal."""
+        return len(self._pending)
+
+    @property
+    def held_rows(self) -> list[dict[str, Any]]:
+        """Copies of the rows recorded but not yet written, oldest first, shaped like
+        :meth:`Journal.history`'s rows (without ``id``)."""
+        with self._lock:
+            return [dict(row) for row in self._pending]
+
+    def make_durable(self) -> None:
+        """End the deferral: the rows held so far are written with the next fire's row, in
+        the same transaction (or now by :meth:`flush`)."""
+        with self._lock:
+            self._deferred = False
+
+    def flush(self) -> None:
+        """Write the rows held so far, in one transaction (nothing when none are held)."""
+        with self._lock:
+            if self._pending:
+                self._journal.record_many(self._pending)
+                self._pending = []
 
     @property
     def allowed_triggers(self) -> tuple[str, ...]:
@@ -235,17 +277,26 @@ class Lifecycle:
         details: dict[str, Any] | None,
         data: dict[str, Any],
     ) -> None:
-        self._journal.record(
-            kind=self.kind,
-            entity_id=self.entity_id,
-            trigger=trigger,
-            source=source,
-            dest=dest,
-            context=context,
-            details=details,
-            data=data,
-            terminal=dest in self._spec.terminal,
-        )
+        terminal = dest in self._spec.terminal
+        row = {
+            "time": datetime.now(UTC).isoformat(timespec="microseconds"),
+            "kind": self.kind,
+            "entity_id": self.entity_id,
+            "trigger": trigger,
+            "source": source,
+            "dest": dest,
+            "context": context,
+            "details": None if details is None else dict(details),
+            "data": dict(data),
+            "terminal": terminal,
+        }
+        if self._deferred and not terminal:
+            self._pending.append(row)
+            return
+        # Raises JournalError with nothing written: the held rows stay held and the state
+        # does not move, as for an undeferred write.
+        self._journal.record_many([*self._pending, row])
+        self._pending = []
 
     def __repr__(self) -> str:
         return f"<Lifecycle {self.kind} {self.entity_id} {self.state}>"

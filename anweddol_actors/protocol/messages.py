@@ -2,6 +2,14 @@
 
 The schemas are the original ones (reference/specs/communication.md), open to unknown keys
 so that servers can add verbs and fields.
+
+Requests are bounded beyond ``max_message_size`` so that what a request makes the server
+hold, log and journal is small whatever the client sends (a refusal must cost little):
+a verb is 1 to :data:`MAX_VERB_LENGTH` capital letters; ``parameters`` has at most
+:data:`MAX_PARAMETERS` keys, each a string of at most :data:`MAX_PARAMETER_NAME_LENGTH`
+characters, and a string, list or dict value holds at most :data:`MAX_PARAMETER_LENGTH`
+characters or items (the longest built-in value, a client token, is 255). Past any of
+these the request is a ``Bad request``.
 """
 
 from __future__ import annotations
@@ -12,6 +20,10 @@ from cerberus import Validator
 
 __all__ = [
     "CREATE_DATA_KEYS",
+    "MAX_PARAMETERS",
+    "MAX_PARAMETER_LENGTH",
+    "MAX_PARAMETER_NAME_LENGTH",
+    "MAX_VERB_LENGTH",
     "REQUEST_SCHEMA",
     "REQUEST_VERB_CREATE",
     "REQUEST_VERB_DESTROY",
@@ -55,11 +67,27 @@ RESPONSE_MESSAGES = (
 _UUID4_REGEX = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 _TOKEN_REGEX = r"^[0-9a-zA-Z-_]{255}$"
 
+MAX_VERB_LENGTH = 64
+MAX_PARAMETERS = 32
+MAX_PARAMETER_NAME_LENGTH = 64
+MAX_PARAMETER_LENGTH = 4096
+
 REQUEST_SCHEMA: dict[str, Any] = {
-    "verb": {"type": "string", "regex": r"^[A-Z]{1,}$", "required": True},
+    # maxlength first: cerberus checks rules in order, so a huge verb is refused on its
+    # length without running the regex over it.
+    "verb": {
+        "type": "string",
+        "maxlength": MAX_VERB_LENGTH,
+        "regex": r"^[A-Z]{1,}$",
+        "required": True,
+    },
     "parameters": {
         "type": "dict",
         "required": True,
+        "maxlength": MAX_PARAMETERS,
+        "keysrules": {"type": "string", "maxlength": MAX_PARAMETER_NAME_LENGTH},
+        # Lengths of strings, lists and dicts; numbers and booleans have none.
+        "valuesrules": {"nullable": True, "maxlength": MAX_PARAMETER_LENGTH},
         "schema": {
             "container_uuid": {
                 "type": "string",

@@ -3,8 +3,14 @@
 The protocol code (:class:`~anweddol_actors.protocol.ServerConnection`) only turns bytes
 into events; this class does the blocking I/O it leaves to its caller: read what the
 protocol asks for (it buffers, so short reads are harmless), bound every wait by the
-client timeout, and send each turn's bytes in one write (TCP_NODELAY, so a one-byte
-acknowledgement is never held back by Nagle's algorithm — PROTOCOL.md §4).
+client timeout and, until the request is complete, by the request deadline, and send
+each turn's bytes in one write (TCP_NODELAY, so a one-byte acknowledgement is never held
+back by Nagle's algorithm — PROTOCOL.md §4).
+
+The client timeout bounds one wait and restarts with every byte received; the request
+deadline does not restart: a client that trickles one byte just inside the timeout is cut
+when the deadline passes, with :class:`RequestDeadlinePassed` (a ``TimeoutError``, so it
+takes the timed-out client's path through the session).
 
 The seed's ``ClientInstance`` (``core/client.py``) is a thin wrapper over a channel.
 """
@@ -27,11 +33,15 @@ from anweddol_actors.protocol.messages import make_response, validate_request
 
 _RECV_SIZE = 65536
 
-__all__ = ["ChannelClosed", "ClientChannel", "client_id_for"]
+__all__ = ["ChannelClosed", "ClientChannel", "RequestDeadlinePassed", "client_id_for"]
 
 
 class ChannelClosed(AnweddolError, RuntimeError):
     """The channel was used after it was closed, or used twice where the protocol allows once."""
+
+
+class RequestDeadlinePassed(AnweddolError, TimeoutError):
+    """The client did not complete its request within the request deadline."""
 
 
 def client_id_for(ip: str) -> str:
@@ -49,7 +59,11 @@ class ClientChannel:
         timeout: float | None = None,
         *,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        request_deadline: float | None = None,
+        accepted_at: float | None = None,
     ) -> None:
+        """``request_deadline``: seconds from ``accepted_at`` (``time.monotonic()``; now
+        when None) to the complete request; None for no deadline (the seed's behaviour)."""
         self.socket = sock
         self.timeout = timeout
         self.created_at = int(time.time())
@@ -73,6 +87,25 @@ class ClientChannel:
         # handshakes cannot overwrite each other (PROTOCOL.md §4).
         self.private_key = private_key
         self._connection = ServerConnection(private_key, max_message_size=max_message_size)
+        self._request_received = False
+        self._deadline: float | None = None
+        self._deadline_seconds: float | None = None
+        if request_deadline is not None:
+            self.set_request_deadline(request_deadline, accepted_at)
+
+    def set_request_deadline(self, seconds: float, since: float | None = None) -> None:
+        """Bound the time until the request is complete: ``seconds`` from ``since``
+        (``time.monotonic()``; now when None). No effect once the request was received."""
+        if self._request_received:
+            return
+        start = time.monotonic() if since is None else since
+        self._deadline_seconds = seconds
+        self._deadline = start + seconds
+
+    @property
+    def request_deadline(self) -> float | None:
+        """The monotonic time the request must be complete by, or None."""
+        return self._deadline
 
     @property
     def closed(self) -> bool:
@@ -109,6 +142,10 @@ class ClientChannel:
         """Receive one request: ``(is_valid, sanitized_request | None, errors | None)``."""
         self._require_open()
         event = self._pump_until(RequestReceived)
+        # The request is complete (valid or not): from here on only the timeout applies.
+        self._request_received = True
+        self._deadline = None
+        self.socket.settimeout(self.timeout)
         if event.error is not None:
             return (False, None, {"request": [event.error]})
         valid, sanitized, errors = validate_request(event.payload)
@@ -140,6 +177,21 @@ class ClientChannel:
         if out:
             self.socket.sendall(out)
 
+    def _bound_wait(self) -> None:
+        """The socket's timeout for the next wait: the client timeout, cut short by the
+        request deadline when that comes first."""
+        if self._deadline is None:
+            return
+        self._check_deadline()
+        left = self._deadline - time.monotonic()
+        self.socket.settimeout(left if self.timeout is None else min(self.timeout, left))
+
+    def _check_deadline(self) -> None:
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            raise RequestDeadlinePassed(
+                f"request not complete within the request deadline ({self._deadline_seconds:g} s)"
+            )
+
     def _pump_until(self, event_type: type) -> Any:
         """Feed the socket to the protocol until it yields ``event_type``.
 
@@ -158,7 +210,12 @@ class ClientChannel:
                     raise
                 if event is NEED_DATA:
                     self._flush()
-                    data = self.socket.recv(_RECV_SIZE)
+                    self._bound_wait()
+                    try:
+                        data = self.socket.recv(_RECV_SIZE)
+                    except TimeoutError:
+                        self._check_deadline()
+                        raise
                     self._connection.receive_data(data)
                     continue
                 self._flush()

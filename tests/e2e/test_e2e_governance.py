@@ -360,7 +360,10 @@ def install_backing_checks(server, checks: list) -> None:
         if event in SERVER_EVENTS:
             candidates = [row for row in rows if row["kind"] == "server"]
         elif event in SESSION_EVENTS:
-            candidates = [row for row in rows if row["kind"] == "session"]
+            # Before its first valid request a session's rows are recorded in its lifecycle
+            # and written later in one transaction (docs/architecture.md, "The journal").
+            held = [row for s in list(server.engine._sessions) for row in s.lifecycle.held_rows]
+            candidates = [row for row in rows + held if row["kind"] == "session"]
         elif event == EVENT_RUNTIME_ERROR:
             candidates = rows
         else:

@@ -75,3 +75,30 @@ def test_make_response_reason():
         "data": {},
     }
     assert make_response(True, RESPONSE_MSG_OK)["message"] == "OK"
+
+
+# -- bounds (cheap refusals) --------------------------------------------------------------
+
+
+def test_request_bounds():
+    from anweddol_actors.protocol.messages import (
+        MAX_PARAMETER_LENGTH,
+        MAX_PARAMETER_NAME_LENGTH,
+        MAX_PARAMETERS,
+        MAX_VERB_LENGTH,
+        validate_request,
+    )
+
+    def ok(verb="STAT", **parameters):
+        return validate_request({"verb": verb, "parameters": parameters})[0]
+
+    assert ok("A" * MAX_VERB_LENGTH) and not ok("A" * (MAX_VERB_LENGTH + 1))
+    assert not ok("A" * 1_000_000)
+    assert ok(**{f"k{i}": i for i in range(MAX_PARAMETERS)})
+    assert not ok(**{f"k{i}": i for i in range(MAX_PARAMETERS + 1)})
+    assert ok(**{"k" * MAX_PARAMETER_NAME_LENGTH: 1})
+    assert not ok(**{"k" * (MAX_PARAMETER_NAME_LENGTH + 1): 1})
+    assert ok(x="v" * MAX_PARAMETER_LENGTH) and not ok(x="v" * (MAX_PARAMETER_LENGTH + 1))
+    assert not ok(x=list(range(MAX_PARAMETER_LENGTH + 1)))
+    # Values without a length stay free: numbers, booleans, null.
+    assert ok(a=1, b=2.5, c=True, d=None)

@@ -29,7 +29,9 @@ def make_server(server_rsa):
     started: list[RunningServer] = []
 
     def factory(start: bool = True, client_timeout: float = 3.0, **overrides) -> RunningServer:
-        settings = Settings(database=":memory:", libvirt_uri="test:///default", **overrides)
+        settings = Settings(
+            **{"database": ":memory:", "libvirt_uri": "test:///default", **overrides}
+        )
         server = ServerInterface(
             "/nonexistent/container.iso",
             "127.0.0.1",

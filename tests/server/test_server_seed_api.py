@@ -338,7 +338,9 @@ def _memory_settings():
 
 
 def test_transitions_are_durable_before_their_events_fire(make_server):
-    """Inside each handler, the journal already holds the transition the event reports."""
+    """Inside each handler, the transition the event reports is already recorded: in the
+    journal, or, before the session's first valid request, held by its lifecycle (written
+    with the request's row; docs/architecture.md, "The journal")."""
     running = make_server(start=False, ready_timeout=0.5)
     journal = running.server.engine.journal
     seen: dict[str, str | None] = {}
@@ -349,9 +351,15 @@ def test_transitions_are_durable_before_their_events_fire(make_server):
         assert len(rows) == 1, rows
         return rows[0]["state"]
 
+    def held_state(data):
+        (session,) = running.server.engine._sessions
+        assert journal.live_entities(kind="session") == []  # held, not yet written
+        assert session.lifecycle.pending == 2  # start, handshake
+        return session.lifecycle.state
+
     @running.server.on_client_initialized
     def initialized(context, data):
-        seen["on_client_initialized"] = state_of_session(data)
+        seen["on_client_initialized"] = held_state(data)
 
     @running.server.on_request
     def request(context, data):
