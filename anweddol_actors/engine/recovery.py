@@ -65,6 +65,8 @@ def recover(context: EngineContext) -> bool:
         log.warning("reconciliation interrupted, resumed at reconnection: %s", one_line(exc))
         return False
     context.recovered.set()
+    if context.started_at is not None:  # serving already: the start could not do it
+        log.warning("libvirt answers: reconciliation done, CREATE and DESTROY served again")
     return True
 
 
