@@ -194,7 +194,9 @@ def prepare_host(settings) -> None:
         try:
             ensure_daemons()
         except Exception as exc:
-            raise CliError(f"cannot start libvirt: {exc}") from None
+            # Not fatal: the server serves STAT and connects once libvirt answers (its
+            # reconciliation waits until then; docs/operations.md, Hypervisor outage).
+            log.warning("cannot start libvirt (%s): serving without it until it answers", exc)
     if settings.iso_path is None:
         # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
         from anweddol_actors.image.builder import ensure_image
