@@ -9,6 +9,11 @@ container is a journal row whose domain is long gone.
 
 from __future__ import annotations
 
+import re
+import signal
+import subprocess
+import sys
+import threading
 import uuid
 
 import pytest
@@ -127,3 +132,49 @@ def test_outage_while_serving(tmp_path, rsa, relay):
         assert not context.journal.verify_credentials(container_uuid, token)
     finally:
         running.stop()
+
+
+def test_serve_without_libvirt_answers_and_ends_on_sigterm(tmp_path):
+    """``serve`` whose libvirt never answers: it serves, refuses CREATE with the reason,
+    and SIGTERM ends it promptly (no start-up wait, no reconnection thread holding it)."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "container:\n"
+        "  libvirt_uri: 'qemu:///system?socket=/tmp/nothing.sock'\n"
+        f"  container_iso_file_path: '{tmp_path}/container.iso'\n"
+        "server:\n"
+        "  bind_address: 127.0.0.1\n"
+        f"  database: '{tmp_path}/journal.sqlite3'\n"
+        "  enable_onetime_rsa_keys: true\n"
+    )
+    (tmp_path / "container.iso").write_bytes(b"")  # never read: no domain is made
+    process = subprocess.Popen(
+        [sys.executable, "-m", "anweddol_actors", "serve", "-c", str(config), "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
+    reader.start()
+    try:
+
+        def port() -> int | None:
+            for line in list(lines):
+                match = re.search(r"serving on [\d.]+:(\d+)", line)
+                if match:
+                    return int(match.group(1))
+            return None
+
+        wait_for(lambda: port() is not None or process.poll() is not None, 60, "serving")
+        assert port() is not None, "".join(lines)
+        client = Client("127.0.0.1", port(), timeout=30)
+        assert client.stat()["success"] is True
+        assert client.create()["message"] == UNAVAILABLE
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, "".join(lines)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+    reader.join(timeout=10)
+    assert "retrying in the background" in "".join(lines)
