@@ -315,6 +315,10 @@ class Hypervisor:
         if closed:
             self._discard(conn)
             return
+        if not _is_alive(conn):
+            # Lost while being set up: its close callback found it unpublished and let go.
+            self._lost(conn, "lost while being set up")
+            return
         for watcher in late:
             try:
                 self._add_watch(conn, watcher)
