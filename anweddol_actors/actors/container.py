@@ -16,7 +16,13 @@ from typing import Any
 
 from anweddol_actors.actors.base import EntityActor, FailureListener, Refused, governed
 from anweddol_actors.errors import AnweddolError
-from anweddol_actors.hypervisor import DomainSpec, ForwardPortInUse, Hypervisor, wait_for_ssh_banner
+from anweddol_actors.hypervisor import (
+    DomainSpec,
+    ForwardPortInUse,
+    Hypervisor,
+    HypervisorUnavailable,
+    wait_for_ssh_banner,
+)
 from anweddol_actors.journal import Journal
 from anweddol_actors.lifecycle import Lifecycle, Transition
 
@@ -137,6 +143,9 @@ class ContainerActor(EntityActor):
         if settings.memory_mib < 1 or settings.vcpus < 1:
             raise Refused("container memory and vcpus must be positive")
         transition = self.lifecycle.fire("start", context=context, data=self._recovery_data())
+        # Known unreachable: no domain can have been made, so the failure releases nothing
+        # (and leaves nothing for the reaper to retry).
+        self.hypervisor.check()
         self.may_have_domain = True
         tries = _FORWARD_PORT_TRIES if settings.network_mode == "user" else 1
         low, high = settings.guest_port_range
@@ -230,7 +239,12 @@ def wait_ready(container: Any, container_uuid: str, timeout: float | None) -> tu
                     f"container {container_uuid}: no SSH banner from {host}:{port} "
                     f"within {timeout:.0f} s"
                 ) from None
-            if not container.is_domain_running().get():
+            try:
+                running = container.is_domain_running().get()
+            except HypervisorUnavailable:
+                # libvirtd restarting: the guest runs on without it; its banner decides.
+                running = True
+            if not running:
                 raise ContainerError(
                     f"container {container_uuid}: the domain stopped while booting"
                 ) from None

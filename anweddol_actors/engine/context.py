@@ -6,6 +6,7 @@ settings, the hypervisor link, the verb table); none of them reaches into the su
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -14,50 +15,83 @@ from typing import Any
 
 from anweddol_actors.engine.dispatch import Dispatch
 from anweddol_actors.engine.settings import Settings
-from anweddol_actors.hypervisor import Hypervisor
+from anweddol_actors.hypervisor import Hypervisor, HypervisorError
 from anweddol_actors.journal import Journal
+
+log = logging.getLogger(__name__)
 
 # A verb's routine: ``routine(request) -> dict | None`` (the response in passive mode).
 Verb = Callable[["Request"], Any]
 
 
 class HypervisorLink:
-    """The libvirt connection, opened on first use (STAT-only servers never need it)."""
+    """The server's libvirt connection, made on first use and kept for the server's life.
+
+    It outlives libvirtd restarts (``Hypervisor`` reconnects by itself): callers ask
+    :meth:`reachable` before starting what needs libvirt, and hear of every
+    (re)connection through :meth:`when_connected`. A libvirt that does not answer when the
+    link is made does not fail it: the connection is retried in the background.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._hypervisor: Hypervisor | None = None
         self._lock = threading.Lock()
-        self._on_open: list[Callable[[Hypervisor], None]] = []
+        self._on_connect: list[Callable[[], None]] = []
 
     def get(self) -> Hypervisor:
+        """The connection (perhaps still reconnecting: its calls then raise
+        HypervisorUnavailable)."""
         with self._lock:
-            if self._hypervisor is None:
-                hypervisor = Hypervisor(self._settings.libvirt_uri)
-                if self._settings.domain_type == "auto":
-                    self._settings.domain_type = hypervisor.detect_domain_type()
-                self._hypervisor = hypervisor
-                for callback in self._on_open:
-                    callback(hypervisor)
-            return self._hypervisor
+            if self._hypervisor is not None:
+                return self._hypervisor
+            hypervisor = Hypervisor(self._settings.libvirt_uri, wait_for_connection=True)
+            self._hypervisor = hypervisor
+        # Outside the lock: when connected already, _connected runs here and takes it.
+        hypervisor.on_connect(self._connected)
+        return hypervisor
+
+    def _connected(self) -> None:
+        """At every (re)connection: learn the domain type once, then tell the listeners."""
+        hypervisor = self._hypervisor
+        if hypervisor is None:
+            return
+        if self._settings.domain_type == "auto":
+            try:
+                self._settings.domain_type = hypervisor.detect_domain_type()
+            except HypervisorError as exc:
+                log.warning("domain type not detected yet: %s", exc)
+        with self._lock:
+            callbacks = list(self._on_connect)
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("hypervisor (re)connection listener failed")
+
+    def reachable(self) -> bool:
+        """Whether libvirt answers now (its connection is open and alive, as far as known)."""
+        return self.get().connected
 
     @property
     def opened(self) -> Hypervisor | None:
-        """The connection if it is open, without opening it."""
+        """The connection if it was made, without making it."""
         return self._hypervisor
 
-    def when_open(self, callback: Callable[[Hypervisor], None]) -> None:
-        """Call ``callback`` with the connection now if it is open, else once it opens."""
+    def when_connected(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` now if connected, and after every later (re)connection (on
+        the reconnecting thread: keep it short, tell an actor). At least once per
+        connection: a callback added while the link is being made may hear it twice."""
         with self._lock:
-            self._on_open.append(callback)
+            self._on_connect.append(callback)
             hypervisor = self._hypervisor
-        if hypervisor is not None:
-            callback(hypervisor)
+        if hypervisor is not None and hypervisor.connected:
+            callback()
 
     def close(self) -> None:
         with self._lock:
             hypervisor, self._hypervisor = self._hypervisor, None
-            self._on_open.clear()
+            self._on_connect.clear()
         if hypervisor is not None:
             hypervisor.close()
 
@@ -78,6 +112,16 @@ class EngineContext:
     on_entity_failed: Callable[..., None] | None = None
     # Set once the server begins stopping: a CREATE in flight unwinds at its next step.
     stopping: threading.Event = field(default_factory=threading.Event)
+    # Set once the start's reconciliation with libvirt ran (at start, or later when
+    # libvirt did not answer then). Until then no CREATE or DESTROY touches libvirt: a
+    # domain made before it would be taken for an orphan.
+    recovered: threading.Event = field(default_factory=threading.Event)
+    # The entity ids the journal held alive when this run started (what recovery reconciles).
+    earlier_run: set[str] = field(default_factory=set)
+
+    def hypervisor_ready(self) -> bool:
+        """Whether a request may use libvirt now: recovered, and libvirt answers."""
+        return self.recovered.is_set() and self.hypervisors.reachable()
 
     def uptime(self) -> int:
         return 0 if self.started_at is None else int(time.monotonic() - self.started_at)

@@ -26,8 +26,14 @@ from anweddol_actors.engine.entities import (
     stop_actor,
 )
 from anweddol_actors.engine.pause import pause
-from anweddol_actors.engine.verbs import end_pieces, new_client_token, respond
+from anweddol_actors.engine.verbs import (
+    HYPERVISOR_UNREACHABLE,
+    end_pieces,
+    new_client_token,
+    respond,
+)
 from anweddol_actors.errors import AnweddolError
+from anweddol_actors.hypervisor import HypervisorUnavailable
 from anweddol_actors.image.checksum import iso_sha256
 from anweddol_actors.lifecycle import Transition
 from anweddol_actors.lifecycle.events import (
@@ -75,14 +81,30 @@ class _Done:
     registered: bool = False
 
 
+def _hypervisor_lost(exc: BaseException) -> bool:
+    """Whether libvirt's unreachability is behind ``exc`` (raised, or its cause)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, HypervisorUnavailable):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def create(request: Request) -> dict | None:
     context = request.context
-    if context.stopping.is_set() or not context.registry.reserve_slot().get():
-        reason = (
-            "The server is stopping"
-            if context.stopping.is_set()
-            else "The maximum amount of running containers is reached"
-        )
+    if context.stopping.is_set():
+        reason = "The server is stopping"
+    elif not context.hypervisor_ready():
+        # Checked before anything is made: an outage known now costs nothing.
+        reason = HYPERVISOR_UNREACHABLE
+    elif not context.registry.reserve_slot().get():
+        reason = "The maximum amount of running containers is reached"
+    else:
+        reason = None
+    if reason is not None:
         return respond(request, False, RESPONSE_MSG_UNAVAILABLE, reason=reason)
     done = _Done()
     try:
@@ -95,6 +117,11 @@ def create(request: Request) -> dict | None:
         context.dispatch.report(exc, request.base_data, transition)
         log.warning("CREATE failed: %s", one_line(exc))
         try:
+            if _hypervisor_lost(exc):
+                # Not the server's fault, and worth a retry once libvirt is back.
+                return respond(
+                    request, False, RESPONSE_MSG_UNAVAILABLE, reason=HYPERVISOR_UNREACHABLE
+                )
             return respond(request, False, RESPONSE_MSG_INTERNAL_ERROR)
         except Exception:
             return None  # the client is gone too: nobody to tell

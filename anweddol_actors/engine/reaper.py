@@ -9,6 +9,12 @@ It ends containers that should not live any more:
   forwarder's actor ends that entity through its machine; the reaper ends the rest);
 - whose earlier teardown could not destroy the domain (tried again at each tick).
 
+At every libvirt (re)connection it runs the start's reconciliation if libvirt did not
+answer at start, else the after-outage sweep (orphaned domains), then a tick: a domain
+that vanished during the outage is reaped, an interrupted teardown finished. While libvirt
+is unreachable a tick checks only the lifetimes (which end containers as far as libvirt
+allows: the rest is finished at the reconnection).
+
 Timers and libvirt's event thread only *tell* the reaper; every transition happens on the
 reaper's own thread, which is the "server's event thread" where automatic-action handlers
 run (``CONTEXT_AUTOMATIC_ACTION``), never inside an entity actor.
@@ -26,6 +32,7 @@ from anweddol_actors.actors.base import one_line
 from anweddol_actors.actors.registry import LiveContainer
 from anweddol_actors.engine.context import EngineContext
 from anweddol_actors.engine.entities import stop_actor
+from anweddol_actors.engine.recovery import after_outage, recover
 from anweddol_actors.engine.verbs import teardown
 from anweddol_actors.lifecycle import Transition
 from anweddol_actors.lifecycle.events import CONTEXT_AUTOMATIC_ACTION
@@ -63,10 +70,25 @@ class ReaperActor(pykka.ThreadingActor):
         self.context.dispatch.report(exc, {}, transition, CONTEXT_AUTOMATIC_ACTION)
         self.reap(container_uuid, {"reason": f"{kind} failed: {one_line(exc)}"})
 
+    def reconnected(self) -> None:
+        """libvirt answers (again): reconcile what the outage may have left, then tick."""
+        context = self.context
+        try:
+            if context.recovered.is_set():
+                after_outage(context)
+            elif not recover(context):
+                return  # lost again: the next connection tries again
+        except Exception as exc:
+            log.warning("reconciliation after reconnection failed: %s", one_line(exc))
+            return
+        self.tick()
+
     def tick(self) -> None:
         """One round of housekeeping (told by the timer thread)."""
         context = self.context
         hypervisor = context.hypervisors.opened
+        if hypervisor is not None and not hypervisor.connected:
+            hypervisor = None  # unreachable: nothing to ask it, nothing to retry yet
         now = time.monotonic()
         for entry in context.registry.live().get():
             try:
@@ -76,6 +98,8 @@ class ReaperActor(pykka.ThreadingActor):
                 continue
             if details is not None:
                 self.reap(entry.uuid, details)
+        if hypervisor is None:
+            return
         for entry in context.registry.stuck().get():
             self._retry(entry)
 
@@ -118,15 +142,17 @@ class Reaper:
     def start(self) -> None:
         self._actor = ReaperActor.start(self.context).proxy()
         self.context.on_entity_failed = self._on_entity_failed
-        self.context.hypervisors.when_open(self._watch)
+        self.context.hypervisors.when_connected(self._connected)
         self._timer = threading.Thread(target=self._tick, name="anweddol-reaper-tick", daemon=True)
         self._timer.start()
 
-    def _watch(self, hypervisor) -> None:
-        """Subscribe to libvirt's stop events (once the hypervisor connection exists)."""
+    def _connected(self) -> None:
+        """At every libvirt (re)connection: subscribe to its stop events once (the
+        connection registers them again after a loss), and reconcile (on the actor)."""
         if not self._watching:
-            hypervisor.watch_stops(self._on_domain_stopped)
             self._watching = True
+            self.context.hypervisors.get().watch_stops(self._on_domain_stopped)
+        self._tell("reconnected")
 
     def _tell(self, method: str, *args) -> None:
         actor = self._actor

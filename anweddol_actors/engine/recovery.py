@@ -1,11 +1,23 @@
-"""Making the journal and libvirt agree at start, after a crash or an unclean stop.
+"""Making the journal and libvirt agree: at start (after a crash or an unclean stop), and
+after every libvirt outage.
 
-Containers the journal still thinks alive are adopted (``on_start_live_containers:
+At start, containers the journal still thinks alive are adopted (``on_start_live_containers:
 adopt``: their forwarder relays again on the same port and their credentials keep
 working) when their domain still runs, they were serving (their client got its CREATE
 response) and their credentials are still stored (no DESTROY had begun), else destroyed
 with their credentials. Domains carrying our marker that no live entity claims are destroyed.
 Sessions, shells and forwarders of the earlier run are retired.
+
+When libvirt does not answer at start, the server starts anyway and serves STAT; this
+reconciliation waits and runs once libvirt answers (the reaper runs it at the connection),
+and until then every CREATE and DESTROY answers ``Unavailable (hypervisor unreachable)``.
+We chose serving over waiting: the server stays observable (STAT, its log) during a long
+libvirt outage, clients get an answer that says why instead of a refused connection, and
+SIGTERM ends it through the ordinary stop, with no start-up wait to cut short.
+
+After an outage (libvirt reconnected), :func:`after_outage` destroys the marked domains no
+live entity claims; the reaper's tick that follows tears down the containers whose domain
+vanished meanwhile and retries the teardowns the outage interrupted.
 """
 
 from __future__ import annotations
@@ -16,25 +28,56 @@ from anweddol_actors.actors.base import one_line
 from anweddol_actors.actors.registry import LiveContainer
 from anweddol_actors.engine.context import EngineContext
 from anweddol_actors.engine.entities import start_container, start_forwarder, stop_actor
+from anweddol_actors.hypervisor import HypervisorUnavailable
 from anweddol_actors.lifecycle import Lifecycle
 from anweddol_actors.lifecycle.events import CONTEXT_AUTOMATIC_ACTION
 
 log = logging.getLogger(__name__)
 
 
-def reconcile(context: EngineContext) -> None:
-    journal = context.journal
-    live = journal.live_entities()
-    containers = [row for row in live if row["kind"] == "container"]
+def begin(context: EngineContext) -> None:
+    """At server start: note what the earlier run left alive in the journal, and reconcile
+    it now when libvirt answers, else later (:func:`recover`, at the connection)."""
+    context.recovered.clear()
+    context.earlier_run = {row["entity_id"] for row in context.journal.live_entities()}
+    if not recover(context):
+        log.warning(
+            "libvirt (%s) unreachable: serving STAT, CREATE and DESTROY answer Unavailable "
+            "until it answers; the reconciliation runs then",
+            context.settings.libvirt_uri,
+        )
+
+
+def recover(context: EngineContext) -> bool:
+    """The start's reconciliation, once: True when done (now or before), False when libvirt
+    is unreachable (or was lost meanwhile: what was done stays done, the rest is done at
+    the next connection)."""
+    if context.recovered.is_set():
+        return True
+    if not context.hypervisors.reachable():
+        return False
+    # Re-read: a first try cut short by an outage already ended some of them.
+    rows = [
+        row for row in context.journal.live_entities() if row["entity_id"] in context.earlier_run
+    ]
     try:
-        hypervisor = context.hypervisors.get()
-    except Exception as exc:
-        log.warning("libvirt unreachable, reconciliation skipped: %s", one_line(exc))
-        hypervisor = None
+        reconcile(context, rows)
+    except HypervisorUnavailable as exc:
+        log.warning("reconciliation interrupted, resumed at reconnection: %s", one_line(exc))
+        return False
+    context.recovered.set()
+    if context.started_at is not None:  # serving already: the start could not do it
+        log.warning("libvirt answers: reconciliation done, CREATE and DESTROY served again")
+    return True
+
+
+def reconcile(context: EngineContext, live: list[dict]) -> None:
+    """Reconcile the earlier run's ``live`` journal rows with libvirt (reachable)."""
+    journal = context.journal
+    containers = [row for row in live if row["kind"] == "container"]
+    hypervisor = context.hypervisors.get()
     adopted: set[str] = set()
     for row in containers:
-        if hypervisor is None:
-            continue
         if context.settings.on_start_live_containers == "adopt" and _adopt(context, row):
             adopted.add(row["entity_id"])
             continue
@@ -48,11 +91,29 @@ def reconcile(context: EngineContext) -> None:
         if row["kind"] == "forwarder" and owner in adopted:
             continue
         retire(context, row)
-    if hypervisor is not None:
-        for domain_uuid in hypervisor.list_marked(owner=context.owner):
-            if domain_uuid not in adopted:
-                log.warning("destroying orphaned domain %s", domain_uuid)
-                hypervisor.destroy_domain(domain_uuid)
+    for domain_uuid in hypervisor.list_marked(owner=context.owner):
+        if domain_uuid not in adopted:
+            log.warning("destroying orphaned domain %s", domain_uuid)
+            hypervisor.destroy_domain(domain_uuid)
+
+
+def after_outage(context: EngineContext) -> list[str]:
+    """Destroy the marked domains of ours that no live container entity claims (made by a
+    createXML whose answer the outage lost, or left by a teardown it cut); their UUIDs.
+
+    Domains are listed before the journal is read: a CREATE journals its container before
+    asking libvirt for its domain, so a domain being made meanwhile is always claimed.
+    """
+    hypervisor = context.hypervisors.get()
+    marked = hypervisor.list_marked(owner=context.owner)
+    claimed = {row["entity_id"] for row in context.journal.live_entities(kind="container")}
+    destroyed = []
+    for domain_uuid in marked:
+        if domain_uuid not in claimed:
+            log.warning("destroying domain %s: no live container claims it", domain_uuid)
+            hypervisor.destroy_domain(domain_uuid)
+            destroyed.append(domain_uuid)
+    return destroyed
 
 
 def _adopt(context: EngineContext, row: dict) -> bool:

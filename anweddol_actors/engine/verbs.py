@@ -29,12 +29,16 @@ from anweddol_actors.protocol.messages import (
     RESPONSE_MSG_BAD_AUTH,
     RESPONSE_MSG_BAD_REQ,
     RESPONSE_MSG_OK,
+    RESPONSE_MSG_UNAVAILABLE,
     make_response,
 )
 
 log = logging.getLogger(__name__)
 
 CLIENT_TOKEN_LENGTH = 255
+# The reason of the ``Unavailable`` answer to a CREATE or DESTROY while libvirt is
+# unreachable (or the start's reconciliation has not run yet).
+HYPERVISOR_UNREACHABLE = "hypervisor unreachable"
 
 
 def new_client_token() -> str:
@@ -98,8 +102,13 @@ def destroy(request: Request) -> dict | None:
             transition, EVENT_AUTHENTICATION_ERROR, CONTEXT_NORMAL_PROCESS, request.base_data
         )
         return respond(request, False, RESPONSE_MSG_BAD_AUTH)
+    if not context.hypervisor_ready():
+        # Nothing is touched: the credentials and the container stay, the client retries.
+        return respond(request, False, RESPONSE_MSG_UNAVAILABLE, reason=HYPERVISOR_UNREACHABLE)
     pause(context.settings, "destroy:authenticated")
     # The token stops working first: whatever happens to the teardown, it cannot be reused.
+    # An outage that begins past this point leaves the container claimed and its domain
+    # "stuck": the reaper destroys it once libvirt answers again.
     context.journal.delete_credentials(container_uuid)
     pause(context.settings, "destroy:credentials_deleted")
     entry = context.registry.claim(container_uuid).get()
