@@ -41,8 +41,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' way to restart libvirtd, shared
 
 import paramiko  # noqa: E402
+from libvirtd import restart_libvirtd  # noqa: E402
 
 from anweddol_actors.client import Client, ClientError  # noqa: E402
 from anweddol_actors.hypervisor import Hypervisor  # noqa: E402
@@ -53,7 +55,6 @@ LOOPBACK = "127.0.0.1"
 # Loopback ports of their own: away from the e2e tests' and the other benchmarks'.
 FORWARDER_PORTS = (47000, 47099)
 MAX_CONTAINERS = 3
-LIBVIRTD_PID_FILE = "/run/libvirtd.pid"
 # How long the end may take: clients finishing, the server going idle, then stopping.
 DRAIN_SECONDS = 240.0
 # The lock the VM tests hold (tests/conftest.py): the soak restarts libvirtd and counts
@@ -129,6 +130,17 @@ class Server:
     def fds(self) -> int:
         return len(os.listdir(f"/proc/{self.process.pid}/fd"))
 
+    def fd_targets(self) -> dict[str, str]:
+        """What each descriptor is (a leak report names them)."""
+        folder = f"/proc/{self.process.pid}/fd"
+        targets = {}
+        for fd in os.listdir(folder):
+            try:
+                targets[fd] = os.readlink(f"{folder}/{fd}")
+            except OSError:
+                continue  # closed meanwhile
+        return targets
+
     def rss_kib(self) -> int:
         with open(f"/proc/{self.process.pid}/status") as status:
             for line in status:
@@ -150,24 +162,6 @@ class Server:
                 return None
         self._log.close()
         return time.monotonic() - started
-
-
-def restart_libvirtd() -> float:
-    """Stop libvirtd by its PID file and start it again; seconds it was away."""
-    started = time.monotonic()
-    pid = int(Path(LIBVIRTD_PID_FILE).read_text().strip())
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    else:
-        os.kill(pid, signal.SIGKILL)
-    subprocess.run(["bash", str(ROOT / "scripts" / "start-libvirt")], check=True, timeout=60)
-    return time.monotonic() - started
 
 
 def ssh_login(port: int, username: str, password: str) -> bool:
@@ -324,8 +318,10 @@ class Soak:
 
     def faults(self, seconds: float) -> None:
         time.sleep(seconds * 0.3)
-        away = restart_libvirtd()
+        started = time.monotonic()
+        restart_libvirtd()
         self.tally.add("libvirtd restarts")
+        away = time.monotonic() - started
         print(f"soak: libvirtd restarted ({away:.1f} s away)", file=sys.stderr, flush=True)
         time.sleep(seconds * 0.2)
         with self.lock:
@@ -426,6 +422,7 @@ def main() -> int:
         warm.destroy(answer["data"])
         time.sleep(2)
         baseline = {"threads": server.threads(), "fds": server.fds(), "rss_kib": server.rss_kib()}
+        fds_before = server.fd_targets()
         report["baseline"] = baseline
         print(
             f"soak: baseline {baseline}; running {args.minutes:g} min", file=sys.stderr, flush=True
@@ -469,6 +466,14 @@ def main() -> int:
         for what in ("threads", "fds"):
             if end[what] != baseline[what]:
                 tally.problem(f"{what}: {end[what]} at the end against {baseline[what]} before")
+        fds_after = server.fd_targets()
+        changed = {
+            fd: (fds_before.get(fd), fds_after.get(fd))
+            for fd in set(fds_before) | set(fds_after)
+            if fds_before.get(fd) != fds_after.get(fd)
+        }
+        if end["fds"] != baseline["fds"]:
+            tally.problem(f"descriptors changed (before, after): {changed}")
         if tally.counts["create ok, ssh login ok"] == 0:
             tally.problem("no CREATE worked")
     finally:

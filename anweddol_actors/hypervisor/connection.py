@@ -189,7 +189,8 @@ class Hypervisor:
         self._stop = threading.Event()
         self._reconnecting = False
         self._reconnector: threading.Thread | None = None
-        self._dead: list[libvirt.virConnect] = []  # lost connections, closed off the event thread
+        # Lost connections with their watch ids, closed off the event thread.
+        self._dead: list[tuple[libvirt.virConnect, list[int]]] = []
         self._connections = 0
         self._domain_type: str | None = None
         # The event implementation must exist before the connection is opened, or this
@@ -228,12 +229,7 @@ class Hypervisor:
         if reconnector is not None and reconnector is not threading.current_thread():
             reconnector.join(timeout=OPEN_TIMEOUT + 1)
         if conn is not None:
-            for callback_id in watch_ids:
-                try:
-                    conn.domainEventDeregisterAny(callback_id)
-                except libvirt.libvirtError:
-                    pass
-            self._discard(conn)
+            self._discard(conn, watch_ids)
         self._dispose_dead()
         events.release()
 
@@ -345,8 +341,8 @@ class Hypervisor:
             if self._closed or self._conn is not conn:
                 return  # closed on purpose, or already replaced
             self._conn = None
+            self._dead.append((conn, self._watch_ids))
             self._watch_ids = []
-            self._dead.append(conn)
             self._start_reconnecting()
         log.warning("libvirt connection to %s lost (%s): reconnecting", self.uri, why)
 
@@ -382,12 +378,16 @@ class Hypervisor:
     def _dispose_dead(self) -> None:
         with self._lock:
             dead, self._dead = self._dead, []
-        for conn in dead:
-            self._discard(conn)
+        for conn, watch_ids in dead:
+            self._discard(conn, watch_ids)
 
     @staticmethod
-    def _discard(conn: libvirt.virConnect) -> None:
-        for step in (conn.unregisterCloseCallback, conn.close):
+    def _discard(conn: libvirt.virConnect, watch_ids: list[int] = ()) -> None:
+        # Each registered callback holds a reference on the connection: left registered,
+        # a dead connection is never freed and its descriptors leak, one set per outage.
+        # Deregistering works on a dead connection too (the local half is done first).
+        steps = [lambda i=i: conn.domainEventDeregisterAny(i) for i in watch_ids]
+        for step in (*steps, conn.unregisterCloseCallback, conn.close):
             try:
                 step()
             except libvirt.libvirtError:

@@ -8,6 +8,7 @@ is a real endpoint nobody listens on. libvirtd itself is never touched.
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -111,3 +112,30 @@ def test_close_while_reconnecting_is_prompt_and_final(relay):
     relay.start()  # nobody comes back once closed
     with pytest.raises(HypervisorError, match="closed"):
         hypervisor.list_marked()
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_outages_leak_no_descriptor(relay):
+    """A lost connection is freed: its watches are deregistered before it is closed (each
+    holds a reference on it; one eventfd leaked per outage when they were not)."""
+    relay.start()
+    hypervisor = Hypervisor(relay.uri)
+    try:
+        hypervisor.watch_stops(lambda uuid: None)
+        counts = []
+        for outage in range(1, 4):
+            relay.stop()
+            wait_for(lambda: not hypervisor.connected, 10, "loss noticed")
+            relay.start()
+            wait_for(
+                lambda n=outage: hypervisor.connected and hypervisor.connections == n + 1,
+                RECONNECT_BOUND,
+                "reconnection",
+            )
+            counts.append(open_descriptors())
+        assert counts == [counts[0]] * 3, counts
+    finally:
+        hypervisor.close()
