@@ -47,7 +47,7 @@ import paramiko  # noqa: E402
 from libvirtd import restart_libvirtd  # noqa: E402
 
 from anweddol_actors.client import Client, ClientError  # noqa: E402
-from anweddol_actors.hypervisor import Hypervisor  # noqa: E402
+from anweddol_actors.hypervisor import DomainNotFound, Hypervisor  # noqa: E402
 from anweddol_actors.protocol.crypto import generate_private_key  # noqa: E402
 
 URI = "qemu:///system"
@@ -324,25 +324,40 @@ class Soak:
         away = time.monotonic() - started
         print(f"soak: libvirtd restarted ({away:.1f} s away)", file=sys.stderr, flush=True)
         time.sleep(seconds * 0.2)
-        with self.lock:
-            candidates = list(self.held)
-        if not candidates:
-            answer = self.client().create()
-            if answer["success"]:
+        victim = self.power_off_one()
+        if victim is None:
+            self.tally.problem("no guest could be powered off")
+        else:
+            self.tally.add("guest poweroffs")
+            print(f"soak: guest {victim} powered off", file=sys.stderr, flush=True)
+
+    def power_off_one(self) -> str | None:
+        """Power off (ACPI) the guest of a container a worker holds, or of one made for it."""
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with self.lock:
+                candidates = list(self.held)
+            if not candidates:
+                answer = self.client().create()
+                if not answer["success"]:
+                    time.sleep(2)
+                    continue
                 data = answer["data"]
                 candidates = [data["container_uuid"]]
                 with self.lock:
                     self.held[data["container_uuid"]] = data
                 threading.Thread(target=self._destroy_later, args=(data,), daemon=True).start()
-        if candidates:
             victim = random.choice(candidates)
             self.powered_off.add(victim)
-            with Hypervisor(URI) as hypervisor:
-                hypervisor.shutdown_domain(victim)  # ACPI: the guest powers itself off
-            self.tally.add("guest poweroffs")
-            print(f"soak: guest {victim} powered off", file=sys.stderr, flush=True)
-        else:
-            self.tally.problem("no container to power off")
+            try:
+                with Hypervisor(URI) as hypervisor:
+                    hypervisor.shutdown_domain(victim)  # ACPI: the guest powers itself off
+            except DomainNotFound:
+                self.powered_off.discard(victim)  # its worker destroyed it meanwhile
+                time.sleep(0.5)
+                continue
+            return victim
+        return None
 
     def _destroy_later(self, data: dict) -> None:
         time.sleep(30)
