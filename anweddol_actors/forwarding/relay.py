@@ -435,13 +435,16 @@ class Relay:
         now = time.monotonic()
         last = self._refusal_logged_at
         if last is None or now - last >= _REFUSAL_LOG_INTERVAL:
+            since = "since start" if last is None else f"in the last {now - last:.0f} s"
             log.warning(
-                "%s: refused %d connection(s) in the last %s (latest from %s: %s)",
+                "%s: refused %d connection(s) %s (latest from %s: %s); logged at most "
+                "every %.0f s",
                 self.name,
                 self._refused_unlogged,
-                "moment" if last is None else f"{now - last:.0f} s",
+                since,
                 peer_address(peer),
                 reason,
+                _REFUSAL_LOG_INTERVAL,
             )
             self._refusal_logged_at = now
             self._refused_unlogged = 0

@@ -16,9 +16,21 @@ from test_e2e_containers import assert_nothing_left, client_for, event_names, re
 
 from anweddol_actors.core import server as seed
 from anweddol_actors.guest.shell import host_key_text
+from anweddol_actors.hypervisor import Hypervisor, ensure_daemons
 from anweddol_actors.image.builder import FILES, build_image
 
 pytestmark = pytest.mark.vm
+
+
+@pytest.fixture
+def qemu():
+    """Per test, opened once the test holds the VM lock: a connection held while waiting
+    for it dies when a concurrent run's test restarts libvirtd."""
+    ensure_daemons("qemu:///system")
+    hypervisor = Hypervisor("qemu:///system")
+    yield hypervisor
+    hypervisor.close()
+
 
 # The shipped setup script, plus a root loop that waits for the client to ask: the
 # client's `touch ~/reboot-now` makes the guest reboot itself, `touch ~/crash-now` makes
