@@ -437,8 +437,7 @@ class Relay:
         if last is None or now - last >= _REFUSAL_LOG_INTERVAL:
             since = "since start" if last is None else f"in the last {now - last:.0f} s"
             log.warning(
-                "%s: refused %d connection(s) %s (latest from %s: %s); logged at most "
-                "every %.0f s",
+                "%s: refused %d connection(s) %s (latest from %s: %s); logged at most every %.0f s",
                 self.name,
                 self._refused_unlogged,
                 since,

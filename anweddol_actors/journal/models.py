@@ -91,7 +91,7 @@ def bind_models(database: peewee.Database) -> Models:
         class Meta:
             table_name = "host_keys"
 
-    class Meta(Base):
+    class JournalFact(Base):
         # Facts about the journal itself (the server id marking this server's domains).
         key = peewee.TextField(primary_key=True)
         value = peewee.TextField()
@@ -99,6 +99,6 @@ def bind_models(database: peewee.Database) -> Models:
         class Meta:
             table_name = "meta"
 
-    models = Models(Transition, Entity, Credential, HostKey, Meta)
+    models = Models(Transition, Entity, Credential, HostKey, JournalFact)
     database.bind(models.all(), bind_refs=False, bind_backrefs=False)
     return models
