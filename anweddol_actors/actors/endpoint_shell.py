@@ -3,6 +3,10 @@
 Each shell is its own actor so that its blocking SSH calls stall nobody else; the
 session that creates a container asks it, step by step, and fires the seed's events
 between the steps, after each step's transition is journalled.
+
+The guest's SSH host key is recorded in the journal at the container's first endpoint
+login and required at every later one (another shell actor for the same container, e.g. a
+handler's): a guest answering with another key is refused before the password is sent.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class EndpointShellActor(EntityActor):
         self.username = username
         self.password = password
         self.timeout = timeout
+        self.journal = journal
         self.lifecycle = Lifecycle("endpoint_shell", shell_id, journal)
         self.shell: EndpointShell | None = None
         # The client's SSH credentials, once generated or stored by a handler; the
@@ -51,6 +56,7 @@ class EndpointShellActor(EntityActor):
             "username": self.username,
             "password": self.password,
             "client_credentials": self.client_credentials,
+            "host_key": None if self.shell is None else self.shell.host_key,
         }
 
     def create(self, context: int | None = None) -> Transition:
@@ -91,12 +97,25 @@ class EndpointShellActor(EntityActor):
         transition = self.lifecycle.fire(
             "open", context=context, data={"host": self.host, "port": self.port}
         )
+        recorded = self.journal.host_key(self.container_id)
         shell = EndpointShell(
-            self.host, self.port, self.username, self.password, timeout=self.timeout
+            self.host,
+            self.port,
+            self.username,
+            self.password,
+            timeout=self.timeout,
+            host_key=recorded,
         )
         self.shell = shell  # held before connecting: a half-open session is closed too
         shell.open()
+        if recorded is None and shell.host_key is not None:
+            self.journal.record_host_key(self.container_id, shell.host_key)
         return transition
+
+    @property
+    def container_id(self) -> str:
+        """Whose guest this shell logs in to: its id is ``CONTAINER.shell``."""
+        return self.id.split(".", 1)[0]
 
     @governed
     def administer(self, port: int = 22) -> tuple[str, str]:

@@ -3,6 +3,10 @@
 The port is reserved by binding it (never "check, then bind": PROTOCOL.md §4) when the
 forwarder is created, so a full range fails the CREATE before anything is promised to
 the client; the relay itself runs on its own event-loop thread.
+
+Its connection limits, and the owner (the address that made the CREATE) they protect, are
+the relay's (forwarding/relay.py says the rule). The owner is journalled with ``start``, so
+a forwarder adopted after a restart protects the same address.
 """
 
 from __future__ import annotations
@@ -30,14 +34,22 @@ class ForwarderActor(EntityActor):
         target: tuple[str, int],
         lifecycle: Lifecycle | None = None,
         on_failed: FailureListener | None = None,
+        *,
+        max_connections: int | None = None,
+        max_connections_per_address: int | None = None,
+        owner: str | None = None,
     ) -> None:
-        """``lifecycle``: a resumed one (state ``started``), to adopt a previous run's."""
+        """``lifecycle``: a resumed one (state ``started``), to adopt a previous run's;
+        its journalled owner is used when ``owner`` is not given."""
         super().__init__(on_failed)
         self.id = forwarder_id
         self.target = target
+        self.max_connections = max_connections
+        self.max_connections_per_address = max_connections_per_address
         self.bind_address = bind_address
         self.port_range = port_range
         self.lifecycle = lifecycle or Lifecycle("forwarder", forwarder_id, journal)
+        self.owner = owner or self.lifecycle.data.get("owner") or None
         self._socket = None
         self._relay: Relay | None = None
         self._started_at = time.monotonic()
@@ -49,6 +61,8 @@ class ForwarderActor(EntityActor):
             "port": self.port,
             "target": self.target,
             "forwarding": self._relay is not None and self._relay.is_running,
+            "owner": self.owner,
+            "refused": 0 if self._relay is None else self._relay.stats.refused,
         }
 
     @property
@@ -77,11 +91,23 @@ class ForwarderActor(EntityActor):
         if self._socket is None:
             raise ForwarderError("the forwarder has no port: create it first")
         transition = self.lifecycle.fire(
-            "start", context=context, data={"port": self.port, "target": list(self.target)}
+            "start",
+            context=context,
+            data={"port": self.port, "target": list(self.target), "owner": self.owner},
         )
-        self._relay = Relay(self._socket, self.target, name=f"forwarder-{self.id[:8]}")
+        self._relay = self._new_relay()
         self._relay.start()
         return transition
+
+    def _new_relay(self) -> Relay:
+        return Relay(
+            self._socket,
+            self.target,
+            name=f"forwarder-{self.id[:8]}",
+            max_connections=self.max_connections,
+            max_connections_per_address=self.max_connections_per_address,
+            owner=self.owner,
+        )
 
     @governed
     def resume_forwarding(self) -> int:
@@ -90,7 +116,7 @@ class ForwarderActor(EntityActor):
             raise ForwarderError(f"forwarder {self.id} is {self.lifecycle.state}, not resumable")
         low, high = self.port_range
         self._socket = reserve_port(range(low, high + 1), self.bind_address)
-        self._relay = Relay(self._socket, self.target, name=f"forwarder-{self.id[:8]}")
+        self._relay = self._new_relay()
         self._relay.start()
         return self.port
 

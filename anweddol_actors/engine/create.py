@@ -210,7 +210,9 @@ def _steps(request: Request, done: _Done) -> dict:
     finally:
         stop_actor(shell)
 
-    forwarder = start_forwarder(context, container_uuid, (host, port))
+    # The CREATE's address owns the forwarder: strangers never fill the guest's SSH slots.
+    owner = request.channel.ip if isinstance(request.channel, ClientChannel) else None
+    forwarder = start_forwarder(context, container_uuid, (host, port), owner=owner or None)
     done.forwarder = forwarder
     transition = forwarder.create(CONTEXT_NORMAL_PROCESS).get()
     listen_port = forwarder.describe().get()["port"]

@@ -119,15 +119,21 @@ def start_forwarder(
     target: tuple[str, int],
     port_range: tuple[int, int] | None = None,
     lifecycle: Lifecycle | None = None,
+    owner: str | None = None,
 ) -> Any:
+    """``owner``: the address that made the CREATE (None when adopting: the journalled one)."""
+    settings = context.settings
     return start_forwarder_with(
         context.journal,
         f"{container_uuid}.forwarder",
-        port_range or context.settings.port_range,
-        context.settings.forward_bind_address,
+        port_range or settings.port_range,
+        settings.forward_bind_address,
         target,
         lifecycle,
         _failure_listener(context),
+        max_connections=settings.forward_max_connections,
+        max_connections_per_address=settings.forward_max_connections_per_address,
+        owner=owner,
     )
 
 
@@ -139,9 +145,12 @@ def start_forwarder_with(
     target: tuple[str, int],
     lifecycle: Lifecycle | None = None,
     on_failed: FailureListener | None = None,
+    **limits: Any,
 ) -> Any:
+    """``limits``: the forwarder's ``max_connections``, ``max_connections_per_address``
+    and ``owner`` (none: no limit, as for a seed user's standalone forwarder)."""
     return ForwarderActor.start(
-        forwarder_id, journal, port_range, bind_address, target, lifecycle, on_failed
+        forwarder_id, journal, port_range, bind_address, target, lifecycle, on_failed, **limits
     ).proxy()
 
 

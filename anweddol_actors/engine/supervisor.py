@@ -33,7 +33,7 @@ from anweddol_actors.engine.reaper import Reaper
 from anweddol_actors.engine.session import Session, SessionActor
 from anweddol_actors.engine.settings import Settings
 from anweddol_actors.engine.verbs import teardown
-from anweddol_actors.journal import Journal, database_path
+from anweddol_actors.journal import Journal
 from anweddol_actors.lifecycle import Lifecycle, Transition
 from anweddol_actors.lifecycle.events import CONTEXT_AUTOMATIC_ACTION, CONTEXT_NORMAL_PROCESS
 from anweddol_actors.transport import ClientChannel, ConnectionLimits, Listener
@@ -45,13 +45,20 @@ log = logging.getLogger(__name__)
 _UNWIND_GRACE = 30.0
 
 
-def owner_of(database: str | None) -> str:
-    """This server's mark on its domains: stable for a journal file (so a restart finds
-    its orphans), random for an in-memory journal."""
-    if database is None or database_path(database) == ":memory:":
-        return uuid.uuid4().hex[:16]
-    where = f"{socket.gethostname()}:{os.path.realpath(database_path(database))}"
-    return hashlib.sha256(where.encode()).hexdigest()[:16]
+def owner_of(journal: Journal) -> str:
+    """This server's mark on its domains: the server id kept in its journal, created once
+    (so a restart finds its orphans, whatever the hostname became since). An in-memory
+    journal gets a random one: a fixed id shared by two in-memory servers on one host
+    would make each destroy the other's domains at start."""
+    if journal.path == ":memory:":
+        return journal.server_id()
+
+    def legacy() -> str:
+        # What the previous version derived for this file: the mark its domains carry.
+        where = f"{socket.gethostname()}:{os.path.realpath(journal.path)}"
+        return hashlib.sha256(where.encode()).hexdigest()[:16]
+
+    return journal.server_id(legacy)
 
 
 class Server:
@@ -63,7 +70,6 @@ class Server:
         private_key: Any = None,
         journal: Journal | None = None,
     ) -> None:
-        journal_given = journal is not None
         journal = journal if journal is not None else Journal(settings.database)
         self.context = EngineContext(
             settings=settings,
@@ -71,7 +77,7 @@ class Server:
             registry=Registry.start(settings.max_containers).proxy(),
             dispatch=Dispatch(),
             hypervisors=HypervisorLink(settings),
-            owner=owner_of(None if journal_given else settings.database),
+            owner=owner_of(journal),
             private_key=private_key,
             passive=passive,
         )

@@ -23,6 +23,20 @@ counts as open from accept to close, including while its target connect is pendi
 client is connected and waiting. Only the loop thread writes it (start() sets it once before
 the loop exists); readers on other threads take no lock, see `idle_since`.
 
+Limits: a forwarder faces anyone who can reach its port, and every connection it relays
+reaches the guest from one address (the forwarder's), so the guest's SSH server cannot
+tell a stranger from the owner: a few idle connections fill its per-source limit of
+unauthenticated connections (dropbear: 5; OpenSSH: MaxStartups 10) and lock everybody out.
+The relay therefore admits a new connection only while (1) fewer than `max_connections`
+are open, (2) its address holds fewer than `max_connections_per_address`, and (3) when it
+is not the `owner` (the address that made the CREATE), all addresses other than the
+owner's together hold fewer than `max_connections_per_address`: strangers share one
+address's allowance, so with that below the guest's limit they can never fill it and the
+owner's connection always reaches the guest. Without an owner every address is a stranger.
+A connection past a limit is accepted and closed at once (RST), before anything is
+relayed or any target connection is made; refusals are counted (`stats.refused`) and
+logged at most once per `_REFUSAL_LOG_INTERVAL` seconds, with the count since the last line.
+
 Two ways to move bytes, same state machine: copy (recv_into one shared scratch buffer, then
 send) and splice (socket → pipe → socket inside the kernel, `os.splice`). Splice measured
 20-45% faster for bulk transfers (benchmarks/forwarder_throughput.py) but costs two pipes
@@ -71,6 +85,9 @@ _ACCEPT_BATCH = 64
 _ACCEPT_PAUSE = 0.1
 _ACCEPT_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
+# A flood of refused connections must not become a flood of log lines.
+_REFUSAL_LOG_INTERVAL = 5.0
+
 _LINGER_ABORT = struct.pack("ii", 1, 0)
 
 _R = selectors.EVENT_READ
@@ -80,19 +97,20 @@ _W = selectors.EVENT_WRITE
 class RelayStats:
     """Byte counters, written by the loop thread only (reads from other threads are safe)."""
 
-    __slots__ = ("bytes_in", "bytes_out", "accepted", "connect_failures")
+    __slots__ = ("bytes_in", "bytes_out", "accepted", "connect_failures", "refused")
 
     def __init__(self) -> None:
         self.bytes_in = 0  # client → target, bytes delivered to the target
         self.bytes_out = 0  # target → client, bytes delivered to clients
-        self.accepted = 0
+        self.accepted = 0  # admitted and relayed
         self.connect_failures = 0
+        self.refused = 0  # accepted and closed at once: past a connection limit
 
 
 class _Pair:
     """One client and its connection to the target."""
 
-    __slots__ = ("client", "target", "c2t", "t2c", "connecting", "masks", "peer")
+    __slots__ = ("client", "target", "c2t", "t2c", "connecting", "masks", "peer", "address")
 
     def __init__(
         self, client: socket.socket, target: socket.socket, peer: object, splice: bool
@@ -100,6 +118,7 @@ class _Pair:
         self.client = client
         self.target = target
         self.peer = peer
+        self.address = peer_address(peer)
         self.connecting = True
         direction = SpliceDirection if splice else CopyDirection
         self.c2t: CopyDirection | SpliceDirection = direction(client, target)
@@ -164,8 +183,24 @@ class Relay:
         connect_timeout: float = 5.0,
         name: str | None = None,
         splice: bool | None = None,
+        max_connections: int | None = None,
+        max_connections_per_address: int | None = None,
+        owner: str | None = None,
     ) -> None:
-        """`splice`: None (default) adapts per direction, True always, False never."""
+        """`splice`: None (default) adapts per direction, True always, False never.
+        `max_connections`, `max_connections_per_address`: None for no limit; `owner`: the
+        address whose connections are not counted as strangers' (module docstring)."""
+        for key, limit in (
+            ("max_connections", max_connections),
+            ("max_connections_per_address", max_connections_per_address),
+        ):
+            if limit is not None and (
+                isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+            ):
+                raise ValueError(f"{key} must be a positive integer or None: {limit!r}")
+        self._max_connections = max_connections
+        self._max_per_address = max_connections_per_address
+        self._owner = normalize_address(owner) if owner else None
         self._listener = listen_socket
         self._port: int = listen_socket.getsockname()[1]
         self._target = (target[0], int(target[1]))
@@ -188,6 +223,11 @@ class Relay:
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
         self._pairs: set[_Pair] = set()
+        # Open connections per client address, and those of every address but the owner's.
+        self._per_address: dict[str, int] = {}
+        self._strangers = 0
+        self._refused_unlogged = 0
+        self._refusal_logged_at: float | None = None
         self._deadlines: list[tuple[float, int, _Pair]] = []
         self._seq = itertools.count()
         self._accept_paused_until: float | None = None
@@ -221,6 +261,14 @@ class Relay:
         reader sees the count before or after the loop's change, never a torn value.
         """
         return len(self._pairs)
+
+    @property
+    def owner(self) -> str | None:
+        return self._owner
+
+    def connections_from(self, address: str) -> int:
+        """Client connections open now from `address` (same caveats as connection_count)."""
+        return self._per_address.get(normalize_address(address), 0)
 
     @property
     def idle_since(self) -> float | None:
@@ -358,8 +406,47 @@ class Relay:
                 # ECONNABORTED and friends concern that one client only.
                 log.debug("%s: accept failed: %s", self.name, exc)
                 continue
+            refusal = self._refusal(peer_address(peer))
+            if refusal is not None:
+                self._refuse(client, peer, refusal)
+                continue
             self.stats.accepted += 1
             self._open_pair(client, peer)
+
+    def _refusal(self, address: str) -> str | None:
+        """Why a new connection from `address` is refused now, or None to admit it."""
+        if self._max_connections is not None and len(self._pairs) >= self._max_connections:
+            return f"{self._max_connections} connections open"
+        per_address = self._max_per_address
+        if per_address is None:
+            return None
+        if self._per_address.get(address, 0) >= per_address:
+            return f"{per_address} connections open from {address}"
+        if address != self._owner and self._strangers >= per_address:
+            return f"{per_address} connections open from addresses other than the owner's"
+        return None
+
+    def _refuse(self, client: socket.socket, peer: object, reason: str) -> None:
+        # Counted first: whoever sees the reset may read the count at once.
+        self.stats.refused += 1
+        self._refused_unlogged += 1
+        # Closed before any byte is relayed or any target connection made.
+        _abort(client)
+        now = time.monotonic()
+        last = self._refusal_logged_at
+        if last is None or now - last >= _REFUSAL_LOG_INTERVAL:
+            since = "since start" if last is None else f"in the last {now - last:.0f} s"
+            log.warning(
+                "%s: refused %d connection(s) %s (latest from %s: %s); logged at most every %.0f s",
+                self.name,
+                self._refused_unlogged,
+                since,
+                peer_address(peer),
+                reason,
+                _REFUSAL_LOG_INTERVAL,
+            )
+            self._refusal_logged_at = now
+            self._refused_unlogged = 0
 
     def _open_pair(self, client: socket.socket, peer: object) -> None:
         target = None
@@ -381,6 +468,7 @@ class Relay:
                 target.close()
             return
         self._pairs.add(pair)
+        self._count(pair.address, +1)
         self._idle_since = None
         deadline = time.monotonic() + self._connect_timeout
         heapq.heappush(self._deadlines, (deadline, next(self._seq), pair))
@@ -419,6 +507,15 @@ class Relay:
         else:
             self._update_interest(pair)
 
+    def _count(self, address: str, delta: int) -> None:
+        count = self._per_address.get(address, 0) + delta
+        if count:
+            self._per_address[address] = count
+        else:
+            del self._per_address[address]
+        if address != self._owner:
+            self._strangers += delta
+
     def _update_interest(self, pair: _Pair) -> None:
         sel = self._sel
         assert sel is not None
@@ -437,7 +534,9 @@ class Relay:
     def _close_pair(self, pair: _Pair, *, abort: bool) -> None:
         sel = self._sel
         assert sel is not None
-        self._pairs.discard(pair)
+        if pair in self._pairs:
+            self._pairs.discard(pair)
+            self._count(pair.address, -1)
         if not self._pairs and self._idle_since is None:
             self._idle_since = time.monotonic()
         pair.connecting = False  # lets _next_timeout drop its connect deadline
@@ -478,6 +577,18 @@ class Relay:
         if not self._closed:
             self._closed = True
             self._listener.close()
+
+
+def normalize_address(address: str) -> str:
+    """An IPv4 client seen through an IPv6 socket (``::ffff:a.b.c.d``) is ``a.b.c.d``."""
+    return address[7:] if address.lower().startswith("::ffff:") and "." in address else address
+
+
+def peer_address(peer: object) -> str:
+    """The address part of what accept() returned (a tuple for IP; anything else as is)."""
+    if isinstance(peer, tuple) and peer:
+        return normalize_address(str(peer[0]))
+    return str(peer)
 
 
 def _abort(sock: socket.socket) -> None:

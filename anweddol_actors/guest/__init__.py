@@ -10,6 +10,7 @@ from anweddol_actors.guest.shell import (
     EndpointConnectError,
     EndpointShell,
     EndpointShellError,
+    HostKeyMismatch,
     generate_credentials,
     validate_account,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "EndpointConnectError",
     "EndpointShell",
     "EndpointShellError",
+    "HostKeyMismatch",
     "generate_credentials",
     "validate_account",
 ]

@@ -134,9 +134,12 @@ def render_domain_xml(spec: DomainSpec) -> str:
     _sub(clock, "timer", name="pit", tickpolicy="delay")
     _sub(clock, "timer", name="hpet", present="no")
 
-    # A guest that powers itself off is gone: nothing to keep for a transient domain.
+    # A guest that powers itself off is gone: nothing to keep for a transient domain. A
+    # reboot or a crash ends it too: a live ISO comes back with the `endpoint` account
+    # unlocked (the lock lives in RAM), behind a port anyone may reach. libvirt then
+    # reports the domain stopped, and the reaper ends the container like a poweroff.
     _sub(domain, "on_poweroff", "destroy")
-    _sub(domain, "on_reboot", "restart")
+    _sub(domain, "on_reboot", "destroy")
     _sub(domain, "on_crash", "destroy")
 
     devices = _sub(domain, "devices")

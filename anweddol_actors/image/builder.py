@@ -3,8 +3,10 @@
 Everything comes from installed Debian packages (no download): the cloud kernel and a few
 of its modules, static busybox, dropbear with the shared libraries it links, a tiny setuid
 ``sudo`` stand-in compiled here, ISOLINUX. The root file system is the initramfs itself.
-The contract (DESIGN.md): DHCP on the first NIC, SSH on 22, user ``endpoint`` allowed to run
-``sudo /bin/anweddol_container_setup.sh USER PASS PORT``, ACPI power button powers off.
+The contract (DESIGN.md, docs/operations.md): DHCP on the first NIC, SSH on 22, user
+``endpoint`` allowed to run ``sudo /bin/anweddol_container_setup.sh USER PORT`` with the
+password on standard input (the script also takes the original's ``USER PASS PORT``), ACPI
+power button powers off.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 from anweddol_actors.errors import AnweddolError
 
 # Bump when the image content changes so cached images are rebuilt.
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2  # 2: the setup script reads the password on stdin
 
 DEFAULT_IMAGE_DIR = Path("/var/lib/anweddol_actors/images")
 DEFAULT_IMAGE_NAME = "anweddol-dev.iso"

@@ -32,9 +32,11 @@ class Models:
     transition: type[peewee.Model]
     entity: type[peewee.Model]
     credential: type[peewee.Model]
+    host_key: type[peewee.Model]
+    meta: type[peewee.Model]
 
     def all(self) -> list[type[peewee.Model]]:
-        return [self.transition, self.entity, self.credential]
+        return [self.transition, self.entity, self.credential, self.host_key, self.meta]
 
 
 def bind_models(database: peewee.Database) -> Models:
@@ -79,6 +81,24 @@ def bind_models(database: peewee.Database) -> Models:
         class Meta:
             table_name = "credentials"
 
-    models = Models(Transition, Entity, Credential)
+    class HostKey(Base):
+        # A container's guest SSH host key, as seen at its first endpoint login: public,
+        # stored plain; every later login to that guest must present the same key.
+        entity_id = peewee.TextField(primary_key=True)
+        key = peewee.TextField()
+        recorded = peewee.TextField()
+
+        class Meta:
+            table_name = "host_keys"
+
+    class JournalFact(Base):
+        # Facts about the journal itself (the server id marking this server's domains).
+        key = peewee.TextField(primary_key=True)
+        value = peewee.TextField()
+
+        class Meta:
+            table_name = "meta"
+
+    models = Models(Transition, Entity, Credential, HostKey, JournalFact)
     database.bind(models.all(), bind_refs=False, bind_backrefs=False)
     return models

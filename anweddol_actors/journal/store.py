@@ -13,7 +13,8 @@ import os
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -186,7 +187,39 @@ class Journal:
             )
             return query.execute() > 0
 
+    def record_host_key(self, entity_id: str, key: str) -> None:
+        """Remember the guest host key first seen for a container (``TYPE BASE64``)."""
+        with self._guard(write=True, what="record a host key"):
+            self._models.host_key.replace(
+                entity_id=str(entity_id), key=key, recorded=_now()
+            ).execute()
+
+    def server_id(self, legacy: Callable[[], str] | None = None) -> str:
+        """The id of the server this journal belongs to, created once and kept here.
+
+        It marks the server's libvirt domains, so that a restart recognises its own
+        leftovers. A journal written by a version that kept no id, but holding history,
+        takes ``legacy()`` (the mark its domains already carry); any other gets a random
+        id. An in-memory journal therefore gets a new id for each journal object.
+        """
+        meta = self._models.meta
+        with self._guard(write=True, what="read or create the server id"):
+            row = meta.get_or_none(meta.key == "server_id")
+            if row is not None:
+                return row.value
+            has_history = self._models.transition.select().limit(1).exists()
+            value = legacy() if legacy is not None and has_history else uuid.uuid4().hex[:16]
+            meta.create(key="server_id", value=value)
+            return value
+
     # -- reading -----------------------------------------------------------------------
+
+    def host_key(self, entity_id: str) -> str | None:
+        """The host key recorded for a container, or None before its first login."""
+        host_key = self._models.host_key
+        with self._guard(write=False, what="read a host key"):
+            row = host_key.get_or_none(host_key.entity_id == str(entity_id))
+        return None if row is None else row.key
 
     def verify_credentials(self, container_uuid: str, client_token: str) -> bool:
         """True when *client_token* is the one stored for *container_uuid*.
@@ -246,6 +279,8 @@ class Journal:
                 chunk = ids[start : start + 500]
                 transition.delete().where(transition.entity_id.in_(chunk)).execute()
                 entity.delete().where(entity.entity_id.in_(chunk)).execute()
+                host_key = self._models.host_key
+                host_key.delete().where(host_key.entity_id.in_(chunk)).execute()
             return len(ids)
 
     def live_entities(self, kind: str | None = None) -> list[dict]:

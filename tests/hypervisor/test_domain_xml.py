@@ -116,3 +116,15 @@ def test_bad_specs_are_refused_before_libvirt(overrides, message):
 def test_uuid_is_normalised():
     upper = str(uuid_module.UUID(UUID)).upper()
     assert _spec(uuid=upper).uuid == UUID
+
+
+@pytest.mark.parametrize("network", ["user", "nat"])
+def test_reboot_and_crash_destroy_the_domain(network):
+    # A live ISO that reboots comes back with `endpoint` unlocked: the domain must end
+    # instead, so no guest ever runs a second boot behind a client's port.
+    root = _parse(_spec(network=network))
+    assert {tag: root.findtext(tag) for tag in ("on_poweroff", "on_reboot", "on_crash")} == {
+        "on_poweroff": "destroy",
+        "on_reboot": "destroy",
+        "on_crash": "destroy",
+    }

@@ -71,9 +71,16 @@ def fresh_root(rootfs, tmp_path_factory):
     shutil.rmtree(copy, ignore_errors=True)
 
 
-def _in_guest(root: Path, *args: str, user: str | None = None) -> subprocess.CompletedProcess:
+def _in_guest(
+    root: Path, *args: str, user: str | None = None, stdin: str = ""
+) -> subprocess.CompletedProcess:
     cmd = ["chroot"] + ([f"--userspec={user}"] if user else []) + [str(root), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env={"PATH": "/bin:/sbin"})
+    return subprocess.run(
+        cmd, capture_output=True, text=True, env={"PATH": "/bin:/sbin"}, input=stdin
+    )
+
+
+SETUP = ("/bin/sh", "/bin/anweddol_container_setup.sh")
 
 
 def test_iso_size_sidecar_and_boot_files(built):
@@ -136,10 +143,15 @@ def test_endpoint_password_hash_matches(rootfs):
     assert again.stdout.strip() == hashed
 
 
+def test_setup_script_declares_the_stdin_contract(rootfs):
+    # What the server looks for before it keeps the password off the command line.
+    script = (rootfs / "bin/anweddol_container_setup.sh").read_text().splitlines()
+    assert "# anweddol-container-contract: password-on-stdin" in script
+
+
 def test_setup_script_creates_the_user_silently_and_locks_endpoint(fresh_root):
-    result = _in_guest(
-        fresh_root, "/bin/sh", "/bin/anweddol_container_setup.sh", "user_54321", "Secret123", "22"
-    )
+    # The password on standard input: nothing of it in any process's command line.
+    result = _in_guest(fresh_root, *SETUP, "user_54321", "22", stdin="Secret123\n")
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
     passwd = (fresh_root / "etc/passwd").read_text()
     assert "user_54321:x:1001:1001::/home/user_54321:/bin/sh" in passwd
@@ -153,20 +165,51 @@ def test_setup_script_creates_the_user_silently_and_locks_endpoint(fresh_root):
     assert user_hash.split(":")[1] == expected
     home = fresh_root / "home/user_54321"
     assert home.stat().st_uid == 1001 and stat.S_IMODE(home.stat().st_mode) == 0o700
-    # A second user gets the next uid; endpoint stays locked once (no "!!").
-    again = _in_guest(
-        fresh_root, "/bin/sh", "/bin/anweddol_container_setup.sh", "user_54322", "Other456", "22"
-    )
-    assert again.returncode == 0
+    # A second user (the original's argv form, still accepted) gets the next uid; endpoint
+    # stays locked once (no "!!").
+    again = _in_guest(fresh_root, *SETUP, "user_54322", "Other456", "22")
+    assert (again.returncode, again.stderr) == (0, "")
     assert "user_54322:x:1002:" in (fresh_root / "etc/passwd").read_text()
     assert "endpoint:!!" not in (fresh_root / "etc/shadow").read_text()
+
+
+def test_setup_script_takes_a_last_line_without_newline(fresh_root):
+    result = _in_guest(fresh_root, *SETUP, "user_54323", "22", stdin="NoNewline9")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    user_hash = [
+        line
+        for line in (fresh_root / "etc/shadow").read_text().splitlines()
+        if line.startswith("user_54323:")
+    ][0]
+    salt = user_hash.split(":")[1].split("$")[2]
+    expected = _in_guest(
+        fresh_root, "/bin/busybox", "mkpasswd", "-m", "sha512", "-S", salt, "NoNewline9"
+    ).stdout.strip()
+    assert user_hash.split(":")[1] == expected
+
+
+@pytest.mark.parametrize(
+    "args, stdin, message",
+    [
+        (["user_1", "22"], "", "no password on standard input"),
+        (["user_1", "22"], "pw d\n", "invalid password"),
+        (["User-1", "22"], "pw\n", "invalid username"),
+        (["user_1", "0"], "pw\n", "invalid port"),
+    ],
+)
+def test_setup_script_refuses_bad_stdin_input(fresh_root, args, stdin, message):
+    before = (fresh_root / "etc/shadow").read_text()
+    result = _in_guest(fresh_root, *SETUP, *args, stdin=stdin)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert message in result.stderr
+    assert (fresh_root / "etc/shadow").read_text() == before  # endpoint not locked
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
         ([], "usage"),
-        (["user_1", "pw"], "usage"),
+        (["user_1"], "usage"),
         (["user_1", "pw", "22", "extra"], "usage"),
         (["User-1", "pw", "22"], "invalid username"),
         (["endpoint", "pw", "22"], "reserved username"),
@@ -193,9 +236,9 @@ def test_sudo_stand_in_lets_endpoint_run_only_the_setup_script(fresh_root):
         "/bin/sudo",
         "/bin/anweddol_container_setup.sh",
         "user_11111",
-        "Pw1",
         "22",
         user="1000:1000",
+        stdin="Pw1\n",
     )
     assert (ok.returncode, ok.stdout, ok.stderr) == (0, "", "")
     assert "user_11111:" in (fresh_root / "etc/passwd").read_text()

@@ -1,5 +1,11 @@
 #!/bin/sh
-# anweddol_container_setup.sh USERNAME PASSWORD PORT
+# anweddol_container_setup.sh USERNAME PORT       (password on standard input, one line)
+# anweddol_container_setup.sh USERNAME PASSWORD PORT   (the original's form, kept for
+#                                                        servers that still use it)
+#
+# anweddol-container-contract: password-on-stdin
+# (the server looks for the line above to know it may keep the password off the command
+# line, where any process of the guest reads it in /proc/PID/cmdline.)
 #
 # Run by the server as root (through sudo) from the `endpoint` account. Creates the client's
 # user, makes sure SSH listens on PORT, then locks `endpoint`. Prints nothing on success;
@@ -13,10 +19,21 @@ fail() {
     exit 1
 }
 
-[ "$#" -eq 3 ] || fail "usage: anweddol_container_setup.sh USERNAME PASSWORD PORT"
-username=$1
-password=$2
-port=$3
+case "$#" in
+2)
+    username=$1
+    port=$2
+    password=
+    # A last line without its newline still counts: read fails but has set the variable.
+    IFS= read -r password || [ -n "$password" ] || fail "no password on standard input"
+    ;;
+3)
+    username=$1
+    password=$2
+    port=$3
+    ;;
+*) fail "usage: anweddol_container_setup.sh USERNAME PORT (password on stdin)" ;;
+esac
 
 echo "$username" | grep -Eqx '[a-z_][a-z0-9_]{0,31}' || fail "invalid username"
 [ "$username" != endpoint ] && [ "$username" != root ] || fail "reserved username"

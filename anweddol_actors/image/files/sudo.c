@@ -3,8 +3,8 @@
  *
  * Real sudo (with PAM and its plugins) would be most of the image. The container contract
  * only needs one thing: the endpoint user may run
- *     sudo /bin/anweddol_container_setup.sh USERNAME PASSWORD PORT
- * as root. So this allows exactly that and nothing else: caller must be the endpoint uid,
+ *     sudo /bin/anweddol_container_setup.sh USERNAME PORT   (password on stdin)
+ * (or the original's USERNAME PASSWORD PORT) as root; stdin is passed through untouched. So this allows exactly that and nothing else: caller must be the endpoint uid,
  * argv[1] must be the setup script, the environment is replaced by a fixed one.
  */
 #include <stdio.h>
