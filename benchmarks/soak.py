@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import functools
 import json
 import os
 import random
@@ -45,6 +46,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the tests' way to restart libvirtd, s
 
 import paramiko  # noqa: E402
 from libvirtd import restart_libvirtd  # noqa: E402
+from probes import listening_ports, ssh_run  # noqa: E402
 
 from anweddol_actors.client import Client, ClientError  # noqa: E402
 from anweddol_actors.hypervisor import DomainNotFound, Hypervisor  # noqa: E402
@@ -165,26 +167,10 @@ class Server:
 
 
 def ssh_login(port: int, username: str, password: str) -> bool:
-    ssh = paramiko.SSHClient()
-    ssh.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # a new guest: nothing to pin
     try:
-        ssh.connect(
-            LOOPBACK,
-            port=port,
-            username=username,
-            password=password,
-            allow_agent=False,
-            look_for_keys=False,
-            timeout=30,
-            banner_timeout=30,
-            auth_timeout=30,
-        )
-        _, stdout, _ = ssh.exec_command("id -un", timeout=30)
-        return stdout.read().decode().strip() == username
+        return ssh_run(port, username, password, "id -un") == username
     except (paramiko.SSHException, OSError):
         return False
-    finally:
-        ssh.close()
 
 
 class Soak:
@@ -267,12 +253,16 @@ class Soak:
         with self.lock:
             self.held.pop(uuid, None)
 
-    def idle_loop(self) -> None:
+    # The hostile connections come from addresses of their own (127.0.0.10 and up), as
+    # they would in the wild: from the clients' address they would count against its
+    # `server.max_connections_per_address` and get the clients refused, as designed.
+
+    def idle_loop(self, source: str) -> None:
         """Connect and say nothing: the server must cut us."""
         while self.running():
-            self.hold_connection(lambda sock: None, "idle")
+            self.hold_connection(source, lambda sock: None, "idle")
 
-    def slow_loop(self) -> None:
+    def slow_loop(self, source: str) -> None:
         """One byte every few seconds: the request deadline must cut us."""
 
         def trickle(sock: socket.socket) -> None:
@@ -280,19 +270,23 @@ class Soak:
             time.sleep(3)
 
         while self.running():
-            self.hold_connection(trickle, "slow")
+            self.hold_connection(source, trickle, "slow")
 
-    def garbage_loop(self) -> None:
+    def garbage_loop(self, source: str) -> None:
         while self.running():
             self.hold_connection(
-                lambda sock: sock.sendall(os.urandom(random.randint(1, 600))), "garbage", once=True
+                source,
+                lambda sock: sock.sendall(os.urandom(random.randint(1, 600))),
+                "garbage",
+                once=True,
             )
             time.sleep(0.2)
 
-    def hold_connection(self, act, kind: str, once: bool = False) -> None:
+    def hold_connection(self, source: str, act, kind: str, once: bool = False) -> None:
         limit = time.monotonic() + 120  # far past any deadline the server applies
+        address = (LOOPBACK, self.server.port)
         try:
-            with socket.create_connection((LOOPBACK, self.server.port), timeout=10) as sock:
+            with socket.create_connection(address, timeout=10, source_address=(source, 0)) as sock:
                 sock.settimeout(1)
                 acted = False
                 while time.monotonic() < limit:
@@ -392,18 +386,6 @@ def live_entities(database: Path) -> list[tuple[str, str, str]]:
         ).fetchall()
 
 
-def listening_ports(first: int, last: int) -> set[int]:
-    ports = set()
-    with open("/proc/net/tcp") as table:
-        next(table)
-        for line in table:
-            fields = line.split()
-            port = int(fields[1].split(":")[1], 16)
-            if fields[3] == "0A" and first <= port <= last:
-                ports.add(port)
-    return ports
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10)
@@ -447,9 +429,9 @@ def main() -> int:
         clients = (
             [soak.stat_loop] * 3
             + [soak.create_loop] * 2
-            + [soak.idle_loop] * 4
-            + [soak.slow_loop] * 2
-            + [soak.garbage_loop] * 2
+            + [functools.partial(soak.idle_loop, f"127.0.0.{10 + n}") for n in range(4)]
+            + [functools.partial(soak.slow_loop, f"127.0.0.{20 + n}") for n in range(2)]
+            + [functools.partial(soak.garbage_loop, f"127.0.0.{30 + n}") for n in range(2)]
             + [lambda: soak.faults(seconds)]
         )
         peak = {"threads": 0, "fds": 0, "rss_kib": 0}

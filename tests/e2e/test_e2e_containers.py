@@ -6,9 +6,9 @@ from __future__ import annotations
 import socket
 import threading
 
-import paramiko
 import pykka
 import pytest
+from probes import login_fails, refuses, ssh_run
 from serverharness import record_events, wait_for
 
 from anweddol_actors.actors.container import ContainerActor
@@ -32,44 +32,6 @@ CREATE_EVENTS = [
 
 def client_for(running) -> Client:
     return Client(*running.address, timeout=240)
-
-
-def ssh_run(port: int, username: str, password: str, command: str) -> str:
-    ssh = paramiko.SSHClient()
-    # The guest's host key is new at every boot (IMAGE-NOTES.md): nothing to pin.
-    ssh.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-    try:
-        ssh.connect(
-            "127.0.0.1",
-            port=port,
-            username=username,
-            password=password,
-            allow_agent=False,
-            look_for_keys=False,
-            timeout=30,
-            banner_timeout=30,
-            auth_timeout=30,
-        )
-        _, stdout, _ = ssh.exec_command(command, timeout=30)
-        return stdout.read().decode().strip()
-    finally:
-        ssh.close()
-
-
-def refuses(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=5).close()
-    except ConnectionRefusedError:
-        return True
-    return False
-
-
-def login_fails(port: int, username: str, password: str) -> bool:
-    try:
-        ssh_run(port, username, password, "true")
-    except (paramiko.SSHException, OSError):
-        return True
-    return False
 
 
 def event_names(seen, prefixes=("on_container", "on_endpoint", "on_forwarder")) -> list[str]:

@@ -29,8 +29,8 @@ import threading
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from probes import listening_ports, login_fails, refuses, ssh_run
 from serveprocess import ServeProcess, write_config
-from test_e2e_containers import login_fails, refuses, ssh_run
 
 from anweddol_actors.engine.pause import CREATE_STEPS, DESTROY_STEPS
 
@@ -70,19 +70,6 @@ def key_folder(tmp_path_factory):
         )
     )
     return folder
-
-
-def listening_ports(first: int, last: int) -> set[int]:
-    """TCP ports in ``first..last`` some process listens on (IPv4), from /proc."""
-    ports = set()
-    with open("/proc/net/tcp") as table:
-        next(table)
-        for line in table:
-            fields = line.split()
-            port = int(fields[1].split(":")[1], 16)
-            if fields[3] == "0A" and first <= port <= last:  # 0A: LISTEN
-                ports.add(port)
-    return ports
 
 
 def sha256(text: str) -> str:

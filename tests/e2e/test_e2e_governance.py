@@ -13,8 +13,9 @@ from datetime import datetime
 import paramiko
 import pykka
 import pytest
+from probes import refuses
 from serverharness import RunningServer, record_events, wait_for
-from test_e2e_containers import assert_nothing_left, refuses
+from test_e2e_containers import assert_nothing_left
 
 from anweddol_actors.actors.container import ContainerActor
 from anweddol_actors.actors.endpoint_shell import EndpointShellActor

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import paramiko
 import pytest
+from probes import refuses, ssh_connect, ssh_run
 from serverharness import record_events, wait_for
-from test_e2e_containers import assert_nothing_left, client_for, event_names, refuses, ssh_run
+from test_e2e_containers import assert_nothing_left, client_for, event_names
 
 from anweddol_actors.core import server as seed
 from anweddol_actors.guest.shell import host_key_text
@@ -108,19 +109,7 @@ def _hold_idle(port: int, sources: list[str]) -> tuple[list[socket.socket], int]
 
 
 def _guest_host_key(port: int, user: str, password: str) -> str:
-    ssh = paramiko.SSHClient()
-    ssh.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-    ssh.connect(
-        "127.0.0.1",
-        port=port,
-        username=user,
-        password=password,
-        allow_agent=False,
-        look_for_keys=False,
-        timeout=30,
-        banner_timeout=30,
-        auth_timeout=30,
-    )
+    ssh = ssh_connect(port, user, password)
     try:
         return host_key_text(ssh.get_transport().get_remote_server_key())
     finally:

@@ -18,8 +18,8 @@ import time
 
 import pytest
 from libvirtd import RECONNECT_BOUND, libvirtd_stopped, restart_libvirtd
+from probes import ssh_run
 from serverharness import wait_for
-from test_e2e_containers import ssh_run
 from test_e2e_recovery import write_config
 
 from anweddol_actors.client import Client

@@ -7,9 +7,9 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from probes import login_fails, refuses, ssh_run
 from serveprocess import ServeProcess, write_config
 from serverharness import wait_for
-from test_e2e_containers import login_fails, refuses, ssh_run
 
 pytestmark = pytest.mark.vm
 
