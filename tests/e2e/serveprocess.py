@@ -106,6 +106,10 @@ class ServeProcess:
                     )
                 self._new_line.wait(min(left, 0.5))
 
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
     def client(self, timeout: float = 240) -> Client:
         return Client("127.0.0.1", self.port, timeout=timeout)
 

@@ -9,18 +9,11 @@ finished by the next start. libvirtd runs again at the end of every test (tests/
 
 from __future__ import annotations
 
-import re
-import signal
-import subprocess
-import sys
-import threading
-import time
-
 import pytest
 from libvirtd import RECONNECT_BOUND, libvirtd_stopped, restart_libvirtd
 from probes import ssh_run
+from serveprocess import ServeProcess, write_config
 from serverharness import wait_for
-from test_e2e_recovery import write_config
 
 from anweddol_actors.client import Client
 
@@ -80,62 +73,9 @@ def test_outage_then_back_with_real_guests(make_vm_server, qemu):
     assert b["container_uuid"] not in qemu.list_marked()
 
 
-class Serve:
-    """``python -m anweddol_actors serve`` as a subprocess, its log read as it comes (a
-    full stderr pipe would block the server)."""
-
-    def __init__(self, config) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "anweddol_actors", "serve", "--config", str(config)]
-            + ["--port", "0"],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        wait_for(lambda: self.port is not None or self.process.poll() is not None, 120, "serve")
-        assert self.port is not None, self.log
-
-    def _read(self) -> None:
-        for line in self.process.stderr:
-            self.lines.append(line)
-
-    @property
-    def port(self) -> int | None:
-        for line in list(self.lines):
-            match = re.search(r"serving on [\d.]+:(\d+)", line)
-            if match:
-                return int(match.group(1))
-        return None
-
-    @property
-    def log(self) -> str:
-        return "".join(self.lines)
-
-    def client(self) -> Client:
-        return Client("127.0.0.1", self.port, timeout=240)
-
-    def terminate(self) -> float:
-        """SIGTERM; the seconds it took to exit (fails past EXIT_BOUND)."""
-        start = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=EXIT_BOUND)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"serve still running {EXIT_BOUND} s after SIGTERM:\n{self.log}")
-        self._reader.join(timeout=10)
-        return time.monotonic() - start
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=30)
-
-
 def test_sigterm_after_a_libvirtd_restart(tmp_path, images, qemu):
-    config = write_config(tmp_path, images, "destroy")
-    serve = Serve(config)
+    config = write_config(tmp_path, images["dev"], "destroy")
+    serve = ServeProcess(config)
     made = None
     try:
         restart_libvirtd()
@@ -144,7 +84,7 @@ def test_sigterm_after_a_libvirtd_restart(tmp_path, images, qemu):
         assert created["success"] or created["message"] == UNAVAILABLE, created
         if created["success"]:
             made = created["data"]["container_uuid"]
-        serve.terminate()
+        serve.stop(EXIT_BOUND)
         assert serve.process.returncode == 0, serve.log
         assert "still alive" not in serve.log, serve.log
     finally:
@@ -157,15 +97,15 @@ def test_sigterm_after_a_libvirtd_restart(tmp_path, images, qemu):
 def test_sigterm_during_an_outage_then_the_next_start_cleans_up(tmp_path, images, qemu):
     """The stop meets the outage: it cannot destroy the domain, still exits in bounded
     time, and the next start (libvirt back) destroys what was left."""
-    config = write_config(tmp_path, images, "destroy")
-    serve = Serve(config)
+    config = write_config(tmp_path, images["dev"], "destroy")
+    serve = ServeProcess(config)
     created = serve.client().create()
     assert created["success"] is True, created
     container_uuid = created["data"]["container_uuid"]
     try:
         with libvirtd_stopped():
             # The close callback may take a moment to run; SIGTERM goes in regardless.
-            serve.terminate()
+            serve.stop(EXIT_BOUND)
             assert serve.process.returncode == 0, serve.log
             assert "left to the next start" in serve.log, serve.log
             assert "ContainerActor still alive" not in serve.log, serve.log
@@ -173,12 +113,12 @@ def test_sigterm_during_an_outage_then_the_next_start_cleans_up(tmp_path, images
         serve.kill()
     wait_for(lambda: qemu.connected, RECONNECT_BOUND, "test connection reconnected")
     assert container_uuid in qemu.list_marked()  # the guest outlived libvirtd and the server
-    again = Serve(config)
+    again = ServeProcess(config)
     try:
         assert container_uuid not in qemu.list_marked()  # the start's recovery destroyed it
         denied = again.client().destroy(container_uuid, created["data"]["client_token"])
         assert denied["message"] == "Bad authentication"
-        again.terminate()
+        again.stop(EXIT_BOUND)
         assert again.process.returncode == 0, again.log
     finally:
         again.kill()
