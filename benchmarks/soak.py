@@ -49,7 +49,7 @@ from libvirtd import restart_libvirtd  # noqa: E402
 from probes import listening_ports, ssh_run  # noqa: E402
 
 from anweddol_actors.client import Client, ClientError  # noqa: E402
-from anweddol_actors.hypervisor import DomainNotFound, Hypervisor  # noqa: E402
+from anweddol_actors.hypervisor import Hypervisor, HypervisorError  # noqa: E402
 from anweddol_actors.protocol.crypto import generate_private_key  # noqa: E402
 
 URI = "qemu:///system"
@@ -242,7 +242,8 @@ class Soak:
             if answer["message"] == "Bad authentication" and self.was_powered_off(uuid):
                 self.tally.add("destroy of a powered-off guest: already reaped")
                 break
-            if answer["message"] == "Unavailable":
+            # "Unavailable (hypervisor unreachable)": libvirtd is away, try again later.
+            if answer["message"].startswith("Unavailable"):
                 self.tally.add("destroy answered Unavailable, retried")
                 time.sleep(2)
                 continue
@@ -346,7 +347,7 @@ class Soak:
             try:
                 with Hypervisor(URI) as hypervisor:
                     hypervisor.shutdown_domain(victim)  # ACPI: the guest powers itself off
-            except DomainNotFound:
+            except HypervisorError:  # DomainNotFound, or gone between lookup and shutdown
                 self.powered_off.discard(victim)  # its worker destroyed it meanwhile
                 time.sleep(0.5)
                 continue
