@@ -55,7 +55,9 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "anweddol_actors"
 # Top to bottom. ``errors`` is the module anweddol_actors/errors.py.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli",),
-    ("core",),
+    # admin: the admin socket's server (over the engine) and client; beside core, which
+    # never imports it.
+    ("core", "admin"),
     ("engine",),
     ("actors", "transport"),
     (
@@ -68,6 +70,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "lifecycle",
         "journal",
         "client",
+        "logs",
     ),
     ("protocol",),
     # The one exception base: everything, the sans-IO protocol included, derives from it.

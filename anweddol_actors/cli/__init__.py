@@ -1,21 +1,31 @@
 """Command line: ``python -m anweddol_actors SUBCOMMAND ...``.
 
-Each subcommand lives in its own module of this package and exposes
-``register(subparsers)``, which adds its parser and sets ``func`` (a callable taking the
-parsed namespace and returning an exit code).
+Each module of this package named in ``COMMANDS`` exposes ``register(subparsers)``, which
+adds the parsers of its commands and sets ``func`` on each (a callable taking the parsed
+namespace and returning an exit code). ``--json`` output goes through ``cli.output``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 
 from anweddol_actors import __version__
 from anweddol_actors.errors import AnweddolError
 
-# Order is the order shown by --help.
-SUBCOMMANDS = ("serve", "client", "token", "statecharts", "journal", "image", "check")
+# Command -> the module of this package that registers it; order is the order of --help.
+COMMANDS: dict[str, str] = {
+    "serve": "serve",
+    "client": "client",
+    "token": "token",
+    "statecharts": "statecharts",
+    "journal": "journal",
+    "image": "image",
+    "check": "check",
+}
+SUBCOMMANDS = tuple(COMMANDS)
 
 
 class CliError(AnweddolError):
@@ -29,14 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"anweddol_actors {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"anweddol_actors.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"anweddol_actors.cli.{name}":
-                raise
-            continue
-        module.register(subparsers)
+    for name in dict.fromkeys(COMMANDS.values()):
+        importlib.import_module(f"anweddol_actors.cli.{name}").register(subparsers)
     return parser
 
 
@@ -49,7 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except CliError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if getattr(args, "json", False):
+            # The original's JSON error shape (reference/cli_json_output.md), on stdout.
+            print(
+                json.dumps(
+                    {"status": "ERROR", "message": "An error occured", "data": {"error": str(exc)}}
+                )
+            )
+        else:
+            print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -6,9 +6,9 @@ Tokens are printed once, at creation; only their SHA-256 is stored.
 from __future__ import annotations
 
 import argparse
-import json
 
 from anweddol_actors.cli import CliError
+from anweddol_actors.cli.output import emit
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     with store:
         if args.action == "add":
             entry_id, token = store.add(disabled=args.disabled)
-            return _print(
+            return emit(
                 args,
                 "New access token created",
                 {"entry_id": entry_id, "access_token": token},
@@ -68,20 +68,11 @@ def run(args: argparse.Namespace) -> int:
                 )
                 or "no access tokens"
             )
-            return _print(
+            return emit(
                 args, "Recorded entries ID", {"entry_list": [e.entry_id for e in entries]}, lines
             )
         action = getattr(store, args.action)
         if not action(args.entry_id):
             raise CliError(f"no access token with entry ID {args.entry_id} in {path}")
         past = {"enable": "enabled", "disable": "disabled", "delete": "deleted"}[args.action]
-        return _print(args, f"Entry ID was {past}", {}, f"entry {args.entry_id} {past}")
-
-
-def _print(args: argparse.Namespace, message: str, data: dict, text: str) -> int:
-    # --json follows the original CLI's output structure (reference/cli_json_output.md).
-    if args.json:
-        print(json.dumps({"status": "OK", "message": message, "data": data}))
-    else:
-        print(text)
-    return 0
+        return emit(args, f"Entry ID was {past}", {}, f"entry {args.entry_id} {past}")

@@ -74,6 +74,8 @@ class ServerSectionConfig(_Section):
     request_deadline: float
     max_connections: int
     max_connections_per_address: int
+    log_format: str
+    admin_socket_path: str
 
 
 @dataclass(frozen=True)

@@ -188,6 +188,11 @@ SECTIONS: dict[str, dict[str, Any]] = {
         "request_deadline": _seconds(30),
         "max_connections": _integer(512, min=1),
         "max_connections_per_address": _integer(16, min=1),
+        # Ours: the log file's format (log_file_path), text lines or one JSON object a line.
+        "log_format": _string("text", check_with=_one_of("text", "json")),
+        # Ours: the Unix socket of the admin commands (`containers`, `status`); only root
+        # and the server's user may open it.
+        "admin_socket_path": _string("/run/anweddol_actors/admin.sock"),
     },
     "port_forwarding": {
         "port_range": {"type": "list", "default": [10000, 20000], "check_with": _port_range},
