@@ -71,6 +71,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "journal",
         "client",
         "logs",
+        "service",
     ),
     ("protocol",),
     # The one exception base: everything, the sans-IO protocol included, derives from it.

@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 from anweddol_actors.cli import CliError
+from anweddol_actors.cli.configfile import add_config_option, load
 
 log = logging.getLogger("anweddol_actors.serve")
 
@@ -31,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run the server in the foreground",
         description="Run the server in the foreground until SIGINT or SIGTERM.",
     )
-    parser.add_argument("--config", "-c", metavar="FILE", help="configuration file (YAML)")
+    add_config_option(parser)
     parser.add_argument("--bind", metavar="ADDR", help="address to listen on (server.bind_address)")
     parser.add_argument(
         "--port", type=int, metavar="N", help="port to listen on (server.listen_port)"
@@ -47,18 +48,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
-    from anweddol_actors.config import ConfigError, load_config
-
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     # transitions logs every callback at INFO; our journal already records each transition.
     logging.getLogger("transitions").setLevel(max(logging.WARNING, logging.root.level))
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        raise CliError(str(exc)) from None
+    loaded = load(args)
+    config = loaded.config
+    log.info("configuration: %s", loaded.source)
+    for warning in loaded.warnings:
+        log.warning("%s", warning)
     if args.port is not None and not 0 <= args.port <= 65535:
         raise CliError(f"--port: {args.port} is not a port number (0..65535)")
 
@@ -74,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
     prepare_host(settings)
     rsa_wrapper = load_or_create_keys(config)
+    log.info("RSA key fingerprint (SHA-256): %s", key_fingerprint(rsa_wrapper))
 
     # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
     from anweddol_actors.core.server import ServerInterface
@@ -239,6 +239,14 @@ def load_or_create_keys(config):
     except OSError as exc:
         raise CliError(f"cannot store the RSA keys in {private_path.parent}: {exc}") from None
     return wrapper
+
+
+def key_fingerprint(rsa_wrapper) -> str:
+    """The fingerprint clients check the server's key against (``protocol.crypto``)."""
+    # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
+    from anweddol_actors.protocol.crypto import fingerprint
+
+    return fingerprint(rsa_wrapper.private_key)
 
 
 def install_policies(server, config) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from anweddol_actors.cli import CliError
+from anweddol_actors.cli.configfile import add_config_option, load
 from anweddol_actors.cli.output import emit
 
 
@@ -17,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="manage access tokens",
         description="Create, list, enable, disable and delete access tokens.",
     )
-    parser.add_argument("--config", "-c", metavar="FILE", help="configuration file (YAML)")
+    add_config_option(parser)
     parser.add_argument(
         "--db",
         metavar="PATH",
@@ -36,15 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
-    from anweddol_actors.config import ConfigError, load_config
     from anweddol_actors.policy.access_tokens import AccessTokenError, AccessTokenStore
 
     path = args.db
     if path is None:
-        try:
-            path = load_config(args.config).access_token.access_token_database_file_path
-        except ConfigError as exc:
-            raise CliError(str(exc)) from None
+        path = load(args).config.access_token.access_token_database_file_path
     try:
         store = AccessTokenStore(path)
     except AccessTokenError as exc:

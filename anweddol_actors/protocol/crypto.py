@@ -7,6 +7,7 @@ private key can be shared read-only by every session.
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -27,6 +28,7 @@ __all__ = [
     "generate_private_key",
     "load_private_key",
     "load_public_key",
+    "fingerprint",
     "private_pem",
     "public_pem",
     "rsa_block_size",
@@ -84,6 +86,20 @@ def public_pem(key: rsa.RSAPrivateKey | rsa.RSAPublicKey) -> bytes:
     return key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+
+
+def fingerprint(key: rsa.RSAPrivateKey | rsa.RSAPublicKey) -> str:
+    """SHA-256 of the public key's DER SubjectPublicKeyInfo, as 64 lowercase hex digits.
+
+    What an administrator gives clients to check the key they receive; the same as
+    ``openssl pkey -pubin -in public.pem -outform DER | sha256sum``.
+    """
+    if isinstance(key, rsa.RSAPrivateKey):
+        key = key.public_key()
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).hexdigest()
 
 
 def private_pem(key: rsa.RSAPrivateKey) -> bytes:
