@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "journal": "journal",
     "image": "image",
     "check": "check",
+    "config": "config",
 }
 SUBCOMMANDS = tuple(COMMANDS)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,14 +63,40 @@ def config_path(args: argparse.Namespace) -> str | None:
     return system if Path(system).exists() else None
 
 
-def load(args: argparse.Namespace) -> LoadedConfig:
-    """Load the configuration the command was given; a ``CliError`` naming the problem."""
+def load(args: argparse.Namespace, *, check_host: bool = False) -> LoadedConfig:
+    """Load the configuration the command was given; a ``CliError`` naming the problem.
+
+    ``check_host``: also refuse what this machine cannot honour (``config.host``: a
+    ``domain_type: kvm`` without working KVM), for the commands that serve.
+    """
     # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
-    from anweddol_actors.config import ConfigError, load_config
+    from anweddol_actors.config import ConfigError, read_config
+    from anweddol_actors.config.host import domain_type_problem
 
     path = config_path(args)
     try:
-        config = load_config(path)
+        loaded = read_config(path)
     except ConfigError as exc:
         raise CliError(str(exc)) from None
-    return LoadedConfig(config, path)
+    if check_host:
+        problem = domain_type_problem(loaded.config)
+        if problem:
+            raise CliError(f"{loaded.name}: {problem}")
+    return LoadedConfig(loaded.config, path, list(loaded.warnings))
+
+
+def say_source(args: argparse.Namespace, loaded: LoadedConfig) -> None:
+    """``configuration: SOURCE`` on standard error (standard output stays the command's
+    result, for scripts); nothing with ``--json``."""
+    if not getattr(args, "json", False):
+        print(f"configuration: {loaded.source}", file=sys.stderr)
+
+
+def journal_database(args: argparse.Namespace) -> str:
+    """The journal a command reads: ``--db`` when given, else ``server.database`` of the
+    configuration (which it names on standard error)."""
+    if getattr(args, "db", None):
+        return args.db
+    loaded = load(args)
+    say_source(args, loaded)
+    return loaded.config.server.database

@@ -1,4 +1,8 @@
-"""``journal``: print the recorded transitions, oldest first."""
+"""``journal``: print the recorded transitions, oldest first.
+
+The journal is ``server.database`` of the configuration (``-c FILE``, else the system
+file, else the embedded default), or ``--db``, which overrides it.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from anweddol_actors.cli import CliError
-from anweddol_actors.journal import DEFAULT_DATABASE_PATH, Journal, JournalError
+from anweddol_actors.cli.configfile import add_config_option, journal_database
+from anweddol_actors.journal import Journal, JournalError
 from anweddol_actors.lifecycle import KINDS
 
 COLUMNS = ("id", "time", "kind", "entity_id", "trigger", "source", "dest", "context", "details")
@@ -29,11 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="instead of printing: forget entities that ended more than N days ago "
         "(live ones are never touched)",
     )
+    add_config_option(parser)
     parser.add_argument(
         "--db",
-        default=DEFAULT_DATABASE_PATH,
         metavar="URL",
-        help=f"journal database (file path, sqlite:///PATH; default {DEFAULT_DATABASE_PATH})",
+        help="journal database (file path, sqlite:///PATH; default: server.database of "
+        "the configuration)",
     )
     parser.set_defaults(func=run)
 
@@ -49,6 +55,7 @@ def _days(text: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    args.db = journal_database(args)
     if args.prune_days is not None:
         return prune(args)
     try:

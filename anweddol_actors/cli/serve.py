@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     )
     # transitions logs every callback at INFO; our journal already records each transition.
     logging.getLogger("transitions").setLevel(max(logging.WARNING, logging.root.level))
-    loaded = load(args)
+    loaded = load(args, check_host=True)
     config = loaded.config
     log.info("configuration: %s", loaded.source)
     for warning in loaded.warnings:

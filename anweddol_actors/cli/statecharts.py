@@ -1,4 +1,8 @@
-"""``statecharts``: draw every lifecycle machine, or one entity's, as SVG and Mermaid."""
+"""``statecharts``: draw every lifecycle machine, or one entity's, as SVG and Mermaid.
+
+With ``--entity`` the state comes from the journal: ``--db``, else ``server.database`` of
+the configuration (``-c FILE``, else the system file, else the embedded default).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ from pathlib import Path
 
 import anweddol_actors
 from anweddol_actors.cli import CliError
-from anweddol_actors.journal import DEFAULT_DATABASE_PATH, Journal, JournalError
+from anweddol_actors.cli.configfile import add_config_option, journal_database
+from anweddol_actors.journal import Journal, JournalError
 from anweddol_actors.lifecycle import KINDS
 from anweddol_actors.lifecycle.render import RenderError, render_all, render_entity
 
@@ -35,11 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--kind", choices=KINDS, help="the entity's kind, when several kinds share its id"
     )
+    add_config_option(parser)
     parser.add_argument(
         "--db",
-        default=DEFAULT_DATABASE_PATH,
         metavar="URL",
-        help="journal database (with --entity)",
+        help="journal database, with --entity (default: server.database of the configuration)",
     )
     parser.set_defaults(func=run)
 
@@ -50,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         if args.entity is None:
             paths = render_all(out_dir)
         else:
-            paths = _render_entity(args.entity, args.kind, args.db, out_dir)
+            paths = _render_entity(args.entity, args.kind, journal_database(args), out_dir)
     except RenderError as exc:
         raise CliError(str(exc)) from exc
     except OSError as exc:

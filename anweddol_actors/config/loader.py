@@ -9,12 +9,14 @@ from __future__ import annotations
 import copy
 import difflib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from anweddol_actors.config import compat
 from anweddol_actors.config.model import SECTION_TYPES, ServerConfig
 from anweddol_actors.config.schema import DEFAULTS, SECTIONS, cross_check, make_validator
 from anweddol_actors.errors import AnweddolError
@@ -23,10 +25,12 @@ __all__ = [
     "DEFAULT_CONFIG_YAML",
     "EMBEDDED_DEFAULT_NAME",
     "ConfigError",
+    "ConfigFile",
     "config_from_mapping",
     "dump_default",
     "load_config",
     "parse_config",
+    "read_config",
 ]
 
 EMBEDDED_DEFAULT_NAME = "<embedded default>"
@@ -83,10 +87,41 @@ def dump_default() -> str:
     return DEFAULT_CONFIG_YAML
 
 
+@dataclass(frozen=True)
+class ConfigFile:
+    """A loaded configuration, with what its file said besides the values."""
+
+    config: ServerConfig
+    name: str  # the path as given, or EMBEDDED_DEFAULT_NAME
+    # ``section.key`` of each key the file sets, in its order (none for the default).
+    given: tuple[str, ...]
+    # One line each: keys whose meaning changed from the original's (``compat``).
+    warnings: tuple[str, ...]
+
+
+def read_config(path: str | Path | None) -> ConfigFile:
+    """Like ``load_config``, keeping which keys the file set and their warnings."""
+    if path is None:
+        return ConfigFile(load_config(None), EMBEDDED_DEFAULT_NAME, (), ())
+    name = str(path)
+    data = _parse_document(_read_text(path), name)
+    config = config_from_mapping(data, name)
+    return ConfigFile(config, name, compat.given_keys(data), tuple(compat.warnings(data, config)))
+
+
 def load_config(path: str | Path | None) -> ServerConfig:
     """Load and validate a configuration file; ``None`` means the embedded default."""
     if path is None:
         return config_from_mapping({}, EMBEDDED_DEFAULT_NAME)
+    return parse_config(_read_text(path), str(path))
+
+
+def parse_config(text: str, name: str = "<string>") -> ServerConfig:
+    """Validate configuration text; ``name`` prefixes error messages."""
+    return config_from_mapping(_parse_document(text, name), name)
+
+
+def _read_text(path: str | Path) -> str:
     name = str(path)
     try:
         raw = Path(path).read_bytes()
@@ -99,16 +134,15 @@ def load_config(path: str | Path | None) -> ServerConfig:
     except OSError as exc:
         raise ConfigError(f"{name}: cannot read: {exc.strerror or exc}") from None
     try:
-        text = raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{name}: not UTF-8 text (bad byte at offset {exc.start})") from None
-    return parse_config(text, name)
 
 
-def parse_config(text: str, name: str = "<string>") -> ServerConfig:
-    """Validate configuration text; ``name`` prefixes error messages."""
+def _parse_document(text: str, name: str) -> Any:
+    """The YAML document as written (no defaults), or a ConfigError naming the place."""
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "syntax error"
@@ -116,7 +150,6 @@ def parse_config(text: str, name: str = "<string>") -> ServerConfig:
         raise ConfigError(f"{name}: {where}invalid YAML: {_one_line(problem)}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{name}: invalid YAML: {_one_line(str(exc))}") from None
-    return config_from_mapping(data, name)
 
 
 def config_from_mapping(data: Mapping[str, Any] | None, name: str = "<mapping>") -> ServerConfig:

@@ -66,7 +66,7 @@ class ServerSectionConfig(_Section):
     user: str | None
     bind_address: str
     listen_port: int
-    timeout: float
+    timeout: float | None
     enable_onetime_rsa_keys: bool
     database: str
     max_message_size: int

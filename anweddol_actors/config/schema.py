@@ -176,7 +176,9 @@ SECTIONS: dict[str, dict[str, Any]] = {
         "user": _string(None),
         "bind_address": _string("0.0.0.0", empty=True, check_with=_bind_address),
         "listen_port": _port(6150),
-        "timeout": _seconds(10),
+        # null: no per-wait limit, as in the original; request_deadline still bounds the
+        # wait for the request, and each wait after it (transport/channel.py).
+        "timeout": _limit_seconds(10),
         "enable_onetime_rsa_keys": _boolean(False),
         "database": _string(f"{_STATE_DIR}/journal.sqlite3"),
         # 4 KiB holds any built-in request or response; the ceiling bounds what one
@@ -235,13 +237,28 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     name: {key: rules["default"] for key, rules in keys.items()} for name, keys in SECTIONS.items()
 }
 
+
+def _unless_null(check: Callable[[Any, Any, ErrorFn], None]) -> Callable[[Any, Any, ErrorFn], None]:
+    # Cerberus runs check_with even on a null its `nullable` rule already refused; the
+    # checks compare numbers, so a null would reach them as a TypeError, not a message.
+    def run(field: Any, value: Any, error: ErrorFn) -> None:
+        if value is not None:
+            check(field, value, error)
+
+    return run
+
+
+def _schema_rules(rules: Mapping[str, Any]) -> dict[str, Any]:
+    schema = {rule: value for rule, value in rules.items() if rule != "default"}
+    if "check_with" in schema:
+        schema["check_with"] = _unless_null(schema["check_with"])
+    return schema
+
+
 SCHEMA: dict[str, Any] = {
     name: {
         "type": "dict",
-        "schema": {
-            key: {rule: value for rule, value in rules.items() if rule != "default"}
-            for key, rules in keys.items()
-        },
+        "schema": {key: _schema_rules(rules) for key, rules in keys.items()},
     }
     for name, keys in SECTIONS.items()
 }

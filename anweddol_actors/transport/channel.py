@@ -10,7 +10,9 @@ back by Nagle's algorithm — PROTOCOL.md §4).
 The client timeout bounds one wait and restarts with every byte received; the request
 deadline does not restart: a client that trickles one byte just inside the timeout is cut
 when the deadline passes, with :class:`RequestDeadlinePassed` (a ``TimeoutError``, so it
-takes the timed-out client's path through the session).
+takes the timed-out client's path through the session). With no client timeout (None:
+``server.timeout: null``) the deadline alone bounds the waits for the request, and its
+length bounds each wait after it.
 
 The seed's ``ClientInstance`` (``core/client.py``) is a thin wrapper over a channel.
 """
@@ -145,7 +147,7 @@ class ClientChannel:
         # The request is complete (valid or not): from here on only the timeout applies.
         self._request_received = True
         self._deadline = None
-        self.socket.settimeout(self.timeout)
+        self.socket.settimeout(self._after_request_timeout())
         if event.error is not None:
             return (False, None, {"request": [event.error]})
         valid, sanitized, errors = validate_request(event.payload)
@@ -176,6 +178,12 @@ class ClientChannel:
         out = self._connection.data_to_send()
         if out:
             self.socket.sendall(out)
+
+    def _after_request_timeout(self) -> float | None:
+        """Each wait's bound once the request is in: the client timeout; with none
+        (``server.timeout: null``), the request deadline's length, so that a client that
+        never acknowledges the response cannot hold the session for ever."""
+        return self.timeout if self.timeout is not None else self._deadline_seconds
 
     def _bound_wait(self) -> None:
         """The socket's timeout for the next wait: the client timeout, cut short by the

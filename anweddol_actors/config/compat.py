@@ -1,0 +1,87 @@
+"""What a file written for the original server means here: one warning line per key whose
+meaning changed, or that is accepted but not acted on.
+
+Plain functions over the document as the file wrote it (before defaults), so that only
+keys the file actually sets are warned about: the embedded default, and a file that
+leaves a key out, give no warning for it. ``serve`` logs each line at start and
+``config check`` prints them.
+
+Not warned about: keys that work as they did (most of them), and ``server.user``,
+``server.pid_file_path``, ``server.log_file_path`` and ``log_rotation.*``, which the
+service commands act on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from anweddol_actors.config.model import ServerConfig
+
+__all__ = ["given_keys", "warnings"]
+
+
+def given_keys(document: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """``section.key`` of every key the document sets, in the file's order."""
+    return tuple(f"{section}.{key}" for section, key in _pairs(document))
+
+
+def warnings(document: Mapping[str, Any] | None, config: ServerConfig) -> list[str]:
+    """One line per key of ``document`` whose meaning changed from the original's, naming
+    the key and what happens instead; ``config`` is the document once loaded."""
+    given = tuple(_pairs(document))
+    lines: list[str] = []
+    for check in _CHECKS:
+        lines.extend(check(given, config))
+    return lines
+
+
+def _pairs(document: Mapping[str, Any] | None) -> Iterator[tuple[str, str]]:
+    if not isinstance(document, Mapping):
+        return
+    for section, keys in document.items():
+        if isinstance(keys, Mapping):
+            for key in keys:
+                yield str(section), str(key)
+
+
+# The (section, key) pairs the file sets, in its order.
+Given = tuple[tuple[str, str], ...]
+
+
+def _nat_interface(given: Given, config: ServerConfig) -> Iterator[str]:
+    if ("container", "nat_interface_name") not in given:
+        return
+    name = config.container.nat_interface_name
+    if ("container", "network_mode") not in given:
+        # The original had no network_mode: its guests were always on this NAT bridge.
+        yield (
+            f"container.nat_interface_name ({name}) is set without container.network_mode: "
+            f"guests use QEMU's user networking (no bridge), not the NAT bridge {name}; "
+            "add 'network_mode: nat' to the container section to keep the original's bridge"
+        )
+
+
+def _wait_max_tryout(given: Given, config: ServerConfig) -> Iterator[str]:
+    if ("container", "wait_max_tryout") in given:
+        yield (
+            "container.wait_max_tryout is not acted on: the wait for a new guest (its "
+            "address in nat mode, then its SSH server) is bounded by container.ready_timeout "
+            f"instead ({config.container.ready_timeout:g} s)"
+        )
+
+
+def _web_server(given: Given, config: ServerConfig) -> Iterator[str]:
+    keys = [f"web_server.{key}" for section, key in given if section == "web_server"]
+    if keys:
+        yield (
+            f"{', '.join(keys)}: not acted on: this version has no REST (web) server; "
+            "clients use the server's own protocol on server.listen_port"
+        )
+
+
+_CHECKS: tuple[Callable[[Given, ServerConfig], Iterator[str]], ...] = (
+    _nat_interface,
+    _wait_max_tryout,
+    _web_server,
+)
