@@ -70,3 +70,52 @@ def test_missing_database_is_one_line_error(tmp_path):
     assert result.stderr.count("\n") == 1
     assert "journal database not found" in result.stderr
     assert not (tmp_path / "absent.sqlite3").exists()
+
+
+def write_config(folder, database) -> str:
+    path = folder / "config.yaml"
+    path.write_text(f"server:\n  database: '{database}'\n")
+    return str(path)
+
+
+def test_config_file_names_the_journal(db, tmp_path):
+    path, expected = db
+    config = write_config(tmp_path, path)
+    result = cli("-c", config, "--entity", "c-1", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [row for row in expected if row["entity_id"] == "c-1"]
+    table = cli("--config", config)
+    assert table.returncode == 0 and len(table.stdout.splitlines()) == 1 + len(expected)
+    # Standard output stays the table; the source goes to standard error.
+    assert table.stderr == f"configuration: {config}\n"
+
+
+def test_db_overrides_the_config_file(db, tmp_path):
+    path, expected = db
+    config = write_config(tmp_path, tmp_path / "absent.sqlite3")
+    result = cli("-c", config, "--db", str(path), "--json")
+    assert json.loads(result.stdout) == expected
+    result = cli("-c", config, "--json")
+    assert result.returncode == 2 and "journal database not found" in result.stdout
+
+
+def test_system_file_from_the_environment(db, tmp_path, monkeypatch):
+    path, expected = db
+    monkeypatch.setenv("ANWEDDOL_ACTORS_CONFIG", write_config(tmp_path, path))
+    assert json.loads(cli("--json").stdout) == expected
+
+
+def test_statecharts_reads_the_journal_of_the_config_file(db, tmp_path):
+    path, _ = db
+    config = write_config(tmp_path, path)
+    out = tmp_path / "charts"
+    result = subprocess.run(
+        [sys.executable, "-m", "anweddol_actors", "statecharts", "-c", config, "--entity", "c-1"]
+        + ["--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["container-c-1.mmd", "container-c-1.svg"]
+    assert "administered" in (out / "container-c-1.mmd").read_text()

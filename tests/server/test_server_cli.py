@@ -152,6 +152,136 @@ def test_token_cli_round_trip(tmp_path):
 
     created = json.loads(run("add").stdout)
     assert len(created["data"]["access_token"]) == 124
-    assert json.loads(run("list").stdout)["data"]["entry_list"] == [created["data"]["entry_id"]]
+    listed = json.loads(run("list").stdout)["data"]["entry_list"]
+    assert [entry[0] for entry in listed] == [created["data"]["entry_id"]]
     assert run("delete", "99").returncode == 2
     assert created["data"]["access_token"].encode() not in Path(db).read_bytes()
+
+
+def start_serving(config: Path) -> tuple[subprocess.Popen, int, list[str]]:
+    """``serve -c config --port 0``: the process, its port and its log lines so far."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "anweddol_actors", "serve", "--config", str(config), "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        lines.append(line.rstrip("\n"))
+        match = re.search(r"serving on [\d.]+:(\d+)", line)
+        if match:
+            return process, int(match.group(1)), lines
+    stop_serving(process)
+    raise AssertionError("no 'serving on' line:\n" + "\n".join(lines))
+
+
+def stop_serving(process: subprocess.Popen) -> int:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            return process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return process.wait()
+
+
+def test_timeout_null_serves_with_waits_bounded_by_the_deadline(tmp_path):
+    # The original's file allowed `timeout: null`; here it is no per-wait timeout, and the
+    # request deadline still bounds the waits (before the request, and each one after it).
+    from rawpeer import RawPeer, closed_by_peer
+
+    from anweddol_actors.protocol.crypto import generate_private_key
+
+    config = write_config(tmp_path)
+    config.write_text(
+        config.read_text().replace("server:\n", "server:\n  timeout: null\n  request_deadline: 2\n")
+    )
+    process, port, lines = start_serving(config)
+    try:
+        assert Client("127.0.0.1", port, timeout=10).stat()["success"] is True
+        # Silent after connecting: cut at the request deadline.
+        peer = RawPeer(("127.0.0.1", port), generate_private_key(2048))
+        assert closed_by_peer(peer.sock, timeout=30)
+        peer.close()
+        # Never acknowledges the response: cut too (a wait after the request).
+        peer = RawPeer(("127.0.0.1", port), generate_private_key(2048))
+        peer.handshake()
+        assert peer.send_frame(b'{"verb": "STAT", "parameters": {}}') == b"1"
+        assert closed_by_peer(peer.sock, timeout=30)
+        peer.close()
+        assert Client("127.0.0.1", port, timeout=10).stat()["success"] is True
+    finally:
+        assert stop_serving(process) == 0
+    assert not any("Traceback" in line for line in lines)
+
+
+def test_original_key_and_warnings_at_start(tmp_path):
+    # The original's key pair, where its file says (PKCS#1 "traditional" PEM): kept, so
+    # clients that pinned the old key see the same one.
+    from cryptography.hazmat.primitives import serialization
+
+    from anweddol_actors.protocol.crypto import fingerprint, generate_private_key
+
+    key = generate_private_key(2048)
+    rsa = tmp_path / "rsa"
+    rsa.mkdir()
+    (rsa / "private.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    (rsa / "public.pem").write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    iso = tmp_path / "stand-in.iso"
+    iso.write_bytes(b"not booted by this test")
+    config = tmp_path / "original.yaml"
+    config.write_text(
+        "container:\n"
+        "  libvirt_uri: 'test:///default'\n"
+        f"  container_iso_file_path: '{iso}'\n"
+        "  nat_interface_name: virbr0\n"
+        "  wait_max_tryout: 20\n"
+        "server:\n"
+        "  bind_address: 127.0.0.1\n"
+        f"  database: '{tmp_path}/journal.sqlite3'\n"
+        f"  public_rsa_key_file_path: '{rsa}/public.pem'\n"
+        f"  private_rsa_key_file_path: '{rsa}/private.pem'\n"
+        "  enable_onetime_rsa_keys: False\n"
+        "web_server:\n"
+        "  listen_port: 8080\n"
+    )
+    process, port, lines = start_serving(config)
+    try:
+        assert Client("127.0.0.1", port, timeout=10).stat()["success"] is True
+    finally:
+        assert stop_serving(process) == 0
+    assert any(f"configuration: {config}" in line for line in lines)
+    warnings = [line.split(": ", 1)[1] for line in lines if " WARNING " in line]
+    assert [w.split(" ", 1)[0] for w in warnings] == [
+        "container.nat_interface_name",
+        "container.wait_max_tryout",
+        "web_server.listen_port:",
+    ]
+    assert any(f"RSA key fingerprint (SHA-256): {fingerprint(key)}" in line for line in lines)
+
+
+def test_seed_server_interface_with_no_client_timeout(make_server, client_key):
+    # The seed's ServerInterface(client_timeout=None): no per-wait timeout, the deadline
+    # still applies.
+    from rawpeer import RawPeer, closed_by_peer
+
+    running = make_server(client_timeout=None, request_deadline=2)
+    assert running.server.engine.settings.client_timeout is None
+    assert Client(*running.address, timeout=10).stat()["success"] is True
+    peer = RawPeer(running.address, client_key)
+    assert closed_by_peer(peer.sock, timeout=30)
+    peer.close()
