@@ -12,6 +12,7 @@ import io
 import logging
 import logging.handlers
 import os
+import stat
 import sys
 import threading
 
@@ -43,14 +44,18 @@ class LogFileHandler(logging.handlers.BaseRotatingHandler):
     def __init__(self, path: str, rotation: Rotation | None = None) -> None:
         self.rotation = rotation
         self.lines = 0
+        self.regular = True
         make_folder(os.path.dirname(os.path.abspath(path)))
         super().__init__(path, "a", encoding="utf-8")
 
     def _open(self) -> io.TextIOWrapper:
         """The file in append mode, created 0640; counts its lines when they matter."""
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        # Only a regular file has lines to count and content to move: a device (/dev/null,
+        # /dev/full) or a pipe is never rotated (reading /dev/full would never end).
+        self.regular = stat.S_ISREG(os.fstat(fd).st_mode)
         stream = os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
-        if self.rotation is not None:
+        if self.rotation is not None and self.regular:
             self.lines = count_lines(self.baseFilename)
         return stream
 
@@ -70,7 +75,7 @@ class LogFileHandler(logging.handlers.BaseRotatingHandler):
             self.handleError(record)
 
     def shouldRollover(self, record: logging.LogRecord) -> bool:  # noqa: N802 (logging's name)
-        return self.rotation is not None and self.lines >= self.rotation.max_lines
+        return self.rotation is not None and self.regular and self.lines >= self.rotation.max_lines
 
     def doRollover(self) -> None:  # noqa: N802 (logging's name)
         """Archive or drop the file's content; the file then starts empty. When the archive

@@ -195,3 +195,12 @@ def test_full_disk_does_not_raise(clean_logging, capfd):
     reports = [line for line in capfd.readouterr().err.splitlines() if "logging problem" in line]
     assert len(reports) == 1, reports
     assert "No space left" in reports[0]
+
+
+def test_rotation_of_a_device_does_nothing(clean_logging, capfd):
+    # /dev/full reads as endless zeros: counting its lines would never end.
+    configure("INFO", "/dev/full", "text", Rotation(2, "delete"))
+    for n in range(4):
+        log.info("lost %d", n)
+    reports = [line for line in capfd.readouterr().err.splitlines() if "logging problem" in line]
+    assert len(reports) == 1 and "No space left" in reports[0], reports
