@@ -124,14 +124,14 @@ class LogFileHandler(logging.handlers.BaseRotatingHandler):
         trouble.report(_describe(record))
 
 
-def reopen_all(handlers: list[logging.Handler], wait: float) -> None:
+def reopen_all(handlers: list[logging.Handler], wait: float) -> int:
     """Reopen every :class:`LogFileHandler` of ``handlers`` on a thread of its own, waiting
     at most ``wait`` seconds: called from a signal handler, the main thread may have been
     interrupted inside a handler's write, holding its lock; the thread then finishes once
-    that write is done instead of swapping the file under it."""
+    that write is done instead of swapping the file under it. Returns how many files."""
     files = [handler for handler in handlers if isinstance(handler, LogFileHandler)]
     if not files:
-        return
+        return 0
 
     def run() -> None:
         for handler in files:
@@ -140,3 +140,4 @@ def reopen_all(handlers: list[logging.Handler], wait: float) -> None:
     thread = threading.Thread(target=run, name="anweddol-log-reopen", daemon=True)
     thread.start()
     thread.join(wait)
+    return len(files)

@@ -74,13 +74,16 @@ def configure(
         previous.close()
 
 
-def reopen() -> None:
+def reopen() -> int:
     """Close and reopen the log file configure opened (after logrotate moved it: a new
-    file is created, the moved one is left as it is). Nothing to do for standard error.
-    Safe in a signal handler; returns within ``REOPEN_WAIT`` seconds; never raises."""
+    file is created, the moved one is left as it is); returns how many files that was
+    (0 for standard error). Safe in a signal handler; returns within ``REOPEN_WAIT``
+    seconds; never raises (a file that cannot be reopened is reported on standard error
+    and tried again at the next record)."""
     with _lock:
         handlers = list(_installed)
     try:
-        reopen_all(handlers, REOPEN_WAIT)
+        return reopen_all(handlers, REOPEN_WAIT)
     except Exception as exc:  # a signal handler must not raise into the server
         logging.getLogger(__name__).warning("log file not reopened: %s", exc)
+        return 0

@@ -158,6 +158,7 @@ def test_rotation_does_nothing_on_stderr(tmp_path, clean_logging, capfd):
     configure("INFO", None, "text", Rotation(1, "archive", str(tmp_path / "archived")))
     for n in range(3):
         log.info("to stderr %d", n)
+    assert reopen() == 0
     assert "to stderr 2" in capfd.readouterr().err
     assert not (tmp_path / "archived").exists()
 
@@ -167,7 +168,7 @@ def test_reopen_after_the_file_was_moved(tmp_path, clean_logging):
     configure("INFO", str(path), "text", None)
     log.info("before the move")
     os.rename(path, moved)
-    reopen()
+    assert reopen() == 1
     assert path.exists()
     log.info("after the move")
     assert messages(moved) == ["before the move"]
