@@ -245,6 +245,9 @@ class Session:
     def _ended(self) -> None:
         try:
             self._log_request()
+        except Exception:
+            # The log line is a report, not the session's work: it must not end the thread.
+            log.exception("session %s: request line not logged", self.id[:8])
         finally:
             if self._on_end is not None:
                 self._on_end(self)
