@@ -44,17 +44,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
+    parser.add_argument(
+        "--log-file", metavar="PATH", help="log to this file (server.log_file_path)"
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # transitions logs every callback at INFO; our journal already records each transition.
-    logging.getLogger("transitions").setLevel(max(logging.WARNING, logging.root.level))
     loaded = load(args, check_host=True)
     config = loaded.config
+    configure_logging(args, config)
     log.info("configuration: %s", loaded.source)
     for warning in loaded.warnings:
         log.warning("%s", warning)
@@ -275,3 +274,23 @@ def install_policies(server, config) -> None:
             elif not store.verify(token):
                 client.sendResponse(False, RESPONSE_MSG_BAD_AUTH, reason="Invalid access token")
                 client.closeConnection()
+
+
+def configure_logging(args: argparse.Namespace, config) -> None:
+    """The process's log (``anweddol_actors.logs``): ``--log-file`` or
+    ``server.log_file_path`` (standard error when neither), ``server.log_format``, and the
+    ``log_rotation`` section when enabled. An unusable log file is a one-line error."""
+    # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
+    from anweddol_actors.logs import LogError, Rotation, configure
+
+    path = args.log_file if args.log_file is not None else config.server.log_file_path
+    section = config.log_rotation
+    rotation = None
+    if section.enabled:
+        rotation = Rotation(
+            section.max_log_lines_amount, section.action, section.log_archive_folder_path
+        )
+    try:
+        configure(args.log_level, path, config.server.log_format, rotation)
+    except LogError as exc:
+        raise CliError(str(exc)) from None

@@ -190,7 +190,7 @@ SECTIONS: dict[str, dict[str, Any]] = {
         "request_deadline": _seconds(30),
         "max_connections": _integer(512, min=1),
         "max_connections_per_address": _integer(16, min=1),
-        # Ours: the log file's format (log_file_path), text lines or one JSON object a line.
+        # Ours: the log's format, text lines or one JSON object a line.
         "log_format": _string("text", check_with=_one_of("text", "json")),
         # Ours: the Unix socket of the admin commands (`containers`, `status`); only root
         # and the server's user may open it.
@@ -213,7 +213,7 @@ SECTIONS: dict[str, dict[str, Any]] = {
         "enabled": _boolean(False),
         "access_token_database_file_path": _string(f"{_STATE_DIR}/access_tokens.sqlite3"),
     },
-    # Kept so that the original's files load; not acted on (docs/configuration.md).
+    # Rotation of server.log_file_path, as in the original (anweddol_actors.logs).
     "log_rotation": {
         "enabled": _boolean(False),
         "log_archive_folder_path": _string(None),

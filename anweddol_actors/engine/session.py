@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 import uuid
 from collections.abc import Callable
 
@@ -42,6 +43,13 @@ from anweddol_actors.protocol.messages import RESPONSE_MSG_BAD_REQ, RESPONSE_MSG
 from anweddol_actors.transport.channel import ClientChannel
 
 log = logging.getLogger(__name__)
+# One line per request (docs/operations.md): its own logger, so that an administrator can
+# route or silence it apart from the engine's messages.
+request_log = logging.getLogger("anweddol_actors.requests")
+
+# Client-chosen strings put in the request line are cut: a verb or a container_uuid may
+# be as long as a whole message.
+_FIELD_LIMIT = 64
 
 
 class Session:
@@ -58,6 +66,12 @@ class Session:
         # The address whose slot in the connection limits this session holds (set by the
         # supervisor for the connections its listener admitted), given back at the end.
         self.admitted_address: str | None = None
+        # For the request line: when the connection was accepted, what the client asked
+        # (None until a request came in, {} for a malformed one), how the session ended.
+        self._started = time.monotonic()
+        self._peer = ""
+        self._request: dict | None = None
+        self._outcome: str | None = None
 
     # -- entry points --------------------------------------------------------------
 
@@ -69,6 +83,9 @@ class Session:
         ``accepted_at`` (``time.monotonic()``) starts the request deadline; now when None.
         """
         context = self.context
+        if accepted_at is not None:
+            self._started = accepted_at
+        self._peer = address[0] if address else ""
         try:
             try:
                 transition = self.lifecycle.fire(
@@ -79,6 +96,7 @@ class Session:
                 )
                 if sock.fileno() == -1:
                     # The seed's way to refuse a client: the handler closed the raw socket.
+                    self._outcome = "refused"
                     self.lifecycle.fire("close", details={"reason": "refused on connection"})
                     self.lifecycle.fire("destroy")
                     return
@@ -102,6 +120,7 @@ class Session:
     def serve_channel(self, channel: ClientChannel) -> None:
         """Handle a client whose keys the caller may have exchanged (seed ``handleClient``)."""
         self.channel = channel
+        self._peer = channel.ip
         deadline = self.context.settings.request_deadline
         if deadline is not None and channel.request_deadline is None:
             channel.set_request_deadline(deadline)
@@ -151,6 +170,7 @@ class Session:
         if self._emit(self.lifecycle.fire("handshake"), EVENT_CLIENT_INITIALIZED, data):
             return
         valid, request, errors = channel.receive_request()
+        self._request = request if valid and request is not None else {}
         if not valid:
             transition = self.lifecycle.fire("malformed", details={"errors": _describe(errors)})
             if not self._emit(transition, EVENT_MALFORMED_REQUEST, {**data, "errors": errors}):
@@ -205,6 +225,7 @@ class Session:
             transition = self.lifecycle.fire(
                 "fail", context=CONTEXT_ERROR, details={"error": one_line(exc)}
             )
+        self._outcome = "failed"
         log.info("session %s failed: %s", self.id[:8], one_line(exc))
         self.context.dispatch.report(exc, data, transition)
         if channel is not None and not channel.closed:
@@ -222,8 +243,46 @@ class Session:
             self.lifecycle.fire("destroy")
 
     def _ended(self) -> None:
-        if self._on_end is not None:
-            self._on_end(self)
+        try:
+            self._log_request()
+        except Exception:
+            # The log line is a report, not the session's work: it must not end the thread.
+            log.exception("session %s: request line not logged", self.id[:8])
+        finally:
+            if self._on_end is not None:
+                self._on_end(self)
+
+    def _log_request(self) -> None:
+        """The request line: INFO for a session that received a request (valid or not)
+        or was refused, DEBUG for one that ended before (a scan, a silent client). Only
+        the named fields: never a token, password or key from the request or response."""
+        request = self._request
+        level = logging.INFO if request is not None or self._outcome == "refused" else logging.DEBUG
+        if not request_log.isEnabledFor(level):
+            return
+        channel = self.channel
+        response = channel.response if channel is not None else None
+        if response is not None:
+            outcome = response[1]
+        else:
+            outcome = self._outcome if self._outcome is not None else "closed"
+        verb = _field((request or {}).get("verb"))
+        duration_ms = round((time.monotonic() - self._started) * 1000, 1)
+        request_log.log(
+            level,
+            "%s %s in %.1f ms",
+            verb or "-",
+            outcome,
+            duration_ms,
+            extra={
+                "connection": self.id,
+                "client": channel.ip if channel is not None else self._peer,
+                "verb": verb,
+                "container": _container(request, response),
+                "outcome": outcome,
+                "duration_ms": duration_ms,
+            },
+        )
 
 
 class SessionActor(pykka.ThreadingActor):
@@ -239,6 +298,25 @@ class SessionActor(pykka.ThreadingActor):
             entry(*args)
         finally:
             self.actor_ref.stop(block=False)
+
+
+def _field(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    return value if len(value) <= _FIELD_LIMIT else value[: _FIELD_LIMIT - 3] + "..."
+
+
+def _container(request: dict | None, response: tuple[bool, str, dict] | None) -> str | None:
+    """The container a request is about: CREATE's answer, else the request's parameter
+    (DESTROY's)."""
+    if response is not None and isinstance(response[2], dict):
+        answered = _field(response[2].get("container_uuid"))
+        if answered is not None:
+            return answered
+    parameters = (request or {}).get("parameters")
+    if isinstance(parameters, dict):
+        return _field(parameters.get("container_uuid"))
+    return None
 
 
 def _channel_ok(exc: BaseException) -> bool:

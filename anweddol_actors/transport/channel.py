@@ -72,6 +72,9 @@ class ClientChannel:
         self.stored_request: dict | None = None
         self.handshake_done = False
         self.response_sent = False
+        # What was sent, ``(success, message, data)``, once it was: the request log line
+        # names its outcome (engine/session.py).
+        self.response: tuple[bool, str, dict] | None = None
         self._closed = False
         self._lock = threading.RLock()
         try:
@@ -169,6 +172,7 @@ class ClientChannel:
         self._connection.send_response(make_response(success, message, data or {}, reason))
         self._pump_until(MessageSent)
         self.response_sent = True
+        self.response = (success, message, data or {})
 
     def _require_open(self) -> None:
         if self._closed:

@@ -1,0 +1,88 @@
+"""`python -m anweddol_actors serve --log-file PATH` as a child process on 127.0.0.1, for
+the tests that read the log a real server writes."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_config(folder: Path, server: str = "", sections: str = "") -> Path:
+    """A loopback server on libvirt's test driver, its journal and keys in ``folder``;
+    ``server`` adds lines to the ``server`` section, ``sections`` whole sections."""
+    iso = folder / "stand-in.iso"
+    iso.write_bytes(b"not booted by these tests")
+    config = folder / "config.yaml"
+    config.write_text(
+        "container:\n"
+        "  libvirt_uri: 'test:///default'\n"
+        f"  container_iso_file_path: '{iso}'\n"
+        "server:\n"
+        "  bind_address: 127.0.0.1\n"
+        f"  database: '{folder}/journal.sqlite3'\n"
+        f"  public_rsa_key_file_path: '{folder}/rsa/public.pem'\n"
+        f"  private_rsa_key_file_path: '{folder}/rsa/private.pem'\n"
+        f"{server}"
+        f"{sections}"
+    )
+    return config
+
+
+class LoggingServer:
+    """A started ``serve`` logging to ``log_file``; ``port`` is where it listens."""
+
+    def __init__(self, config: Path, log_file: Path, *extra: str) -> None:
+        self.log_file = log_file
+        self.stderr_path = config.parent / "serve.stderr"
+        env = {**os.environ}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        env.pop("ANWEDDOL_ACTORS_CONFIG", None)
+        with open(self.stderr_path, "wb") as stderr:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "anweddol_actors", "serve", "-c", str(config)]
+                + ["--port", "0", "--log-file", str(log_file), *extra],
+                stderr=stderr,
+                env=env,
+            )
+        match = self.wait_for(r"serving on [\d.]+:(\d+)", timeout=120)
+        self.port = int(match.group(1))
+
+    def text(self) -> str:
+        try:
+            return self.log_file.read_text()
+        except FileNotFoundError:
+            return ""
+
+    def wait_for(self, pattern: str, timeout: float = 30) -> re.Match:
+        """The first match of ``pattern`` in the log file; fails when the server exits or
+        ``timeout`` seconds pass first."""
+        compiled = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            match = compiled.search(self.text())
+            if match:
+                return match
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise AssertionError(
+                    f"no {pattern!r} in the log (exit {self.process.poll()}):\n"
+                    f"{self.text()[-3000:]}\nstderr:\n{self.stderr_path.read_text()[-3000:]}"
+                )
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 120) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise AssertionError(f"server did not stop within {timeout} s") from None
+        return self.process.returncode
