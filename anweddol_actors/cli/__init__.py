@@ -24,6 +24,8 @@ COMMANDS: dict[str, str] = {
     "journal": "journal",
     "image": "image",
     "check": "check",
+    "containers": "containers",
+    "regen-rsa": "keys",
 }
 SUBCOMMANDS = tuple(COMMANDS)
 
