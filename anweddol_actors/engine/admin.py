@@ -24,7 +24,7 @@ from anweddol_actors.lifecycle.events import CONTEXT_DEFERRED_CALL
 from anweddol_actors.protocol.crypto import fingerprint
 
 # What the journal records as the reason of a container ended by ``containers destroy``.
-DESTROYED_BY_ADMIN = "destroyed by the administrator"
+DESTROYED_BY_ADMIN = "asked by the administrator"
 
 
 class AdminRefused(AnweddolError):

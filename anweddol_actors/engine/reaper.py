@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
 
 import pykka
 
@@ -41,20 +42,20 @@ from anweddol_actors.lifecycle.events import CONTEXT_AUTOMATIC_ACTION
 log = logging.getLogger(__name__)
 
 
-def limits_left(settings: Settings, entry: LiveContainer, now: float) -> list[tuple[float, str]]:
+def limits_left(
+    settings: Settings, entry: LiveContainer, now: float
+) -> Iterator[tuple[float, str]]:
     """Each lifetime limit that applies to a live container: the seconds left before it
     ends the container (0 or less: due now), and the reason journalled when it does.
-    ``now`` is ``time.monotonic()``. The reaper acts on it; ``containers list`` shows it."""
-    limits = []
+    ``now`` is ``time.monotonic()``. The reaper acts on it; ``containers list`` shows it.
+    Lazy: the forwarder is asked its idle time only when the lifetime is not due."""
     limit = settings.max_lifetime
     if limit is not None:
-        left = limit - (now - entry.created_monotonic)
-        limits.append((left, f"max_lifetime of {limit:g} s reached"))
+        yield limit - (now - entry.created_monotonic), f"max_lifetime of {limit:g} s reached"
     limit = settings.max_idle_time
     if limit is not None:
         left = limit - entry.forwarder.idle_seconds().get()
-        limits.append((left, f"max_idle_time of {limit:g} s reached"))
-    return limits
+        yield left, f"max_idle_time of {limit:g} s reached"
 
 
 class ReaperActor(pykka.ThreadingActor):

@@ -1,5 +1,6 @@
 """The built-in verbs STAT and DESTROY, the response helper, and the teardown of a live
-container (DESTROY, the reaper, lifetimes and the server's stop all end one this way).
+container (DESTROY, the reaper, lifetimes, the administrator's ``containers destroy`` and
+the server's stop all end one this way; ``end_live`` is the reaper's and the admin's way in).
 
 CREATE has its own module (``create.py``): it is the one flow with many steps to undo.
 """
@@ -220,7 +221,7 @@ def end_live(
     entry = context.registry.claim(container_uuid).get()
     if entry is None:
         return None
-    log.info("container %s: %s, destroying it", container_uuid, details.get("reason"))
+    log.info("container %s: destroying it (%s)", container_uuid, details.get("reason"))
     # The token stops working first, as for a DESTROY.
     context.journal.delete_credentials(container_uuid)
     errors = teardown(context, entry, call_context, details=details)

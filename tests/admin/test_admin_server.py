@@ -277,7 +277,7 @@ def test_list_and_destroy_a_live_container(running, admin, socket_path):
     ]
     assert len(stops) == 2
     assert all(row["context"] == CONTEXT_DEFERRED_CALL for row in stops)
-    assert all(row["details"]["reason"] == "destroyed by the administrator" for row in stops)
+    assert all(row["details"]["reason"] == "asked by the administrator" for row in stops)
     assert ask(str(socket_path), "list") == {"containers": []}
     with pytest.raises(AdminError, match="no live container"):
         ask(str(socket_path), "destroy", uuid=container_uuid)

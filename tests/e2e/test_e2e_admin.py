@@ -70,7 +70,7 @@ def test_containers_list_and_destroy_against_serve(tmp_path, images, qemu):
         assert {entity for entity, _, _ in rows} == {container_uuid, f"{container_uuid}.forwarder"}
         for _entity, context, details in rows:
             assert context == CONTEXT_DEFERRED_CALL
-            assert json.loads(details)["reason"] == "destroyed by the administrator"
+            assert json.loads(details)["reason"] == "asked by the administrator"
         # The client's credentials no longer work.
         denied = served.client().destroy(container_uuid, data["client_token"])
         assert denied["message"] == "Bad authentication", denied
