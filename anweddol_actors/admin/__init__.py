@@ -4,5 +4,6 @@
 Not the public port: only root and the server's user can open the socket, and nothing
 on it is reachable from the network. One request a connection, JSON lines:
 ``{"command": NAME, ...arguments}`` then ``{"ok": true, "data": {...}}`` or
-``{"ok": false, "error": "one line"}`` (``client.py`` holds the shape both ends share).
+``{"ok": false, "error": "one line"}`` (``client.py`` holds the shape both ends share;
+``server.py`` serves it beside the engine, whose ``engine/admin.py`` does the work).
 """

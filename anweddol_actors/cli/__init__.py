@@ -25,6 +25,8 @@ COMMANDS: dict[str, str] = {
     "image": "image",
     "check": "check",
     "config": "config",
+    "containers": "containers",
+    "regen-rsa": "keys",
 }
 SUBCOMMANDS = tuple(COMMANDS)
 

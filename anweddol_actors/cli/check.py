@@ -1,11 +1,18 @@
-"""``python -m anweddol_actors check [--uri URI] [--json]``: is this machine ready to serve?"""
+"""``python -m anweddol_actors check [-c FILE] [--uri URI] [--json]``: is this machine
+ready to serve? libvirt (the configured URI), the image tools, and the server's RSA key,
+whose fingerprint it prints: what clients are given to check the server's key against.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from anweddol_actors.cli import CliError
+from anweddol_actors.cli.configfile import add_config_option, load
+from anweddol_actors.cli.output import emit, emit_failure
 
 
 @dataclass
@@ -18,9 +25,13 @@ class Check:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "check", help="check libvirt, domain type, image tools and graphviz on this machine"
+        "check",
+        help="check libvirt, domain type, image tools, the RSA key and graphviz on this machine",
     )
-    parser.add_argument("--uri", default="qemu:///system", help="libvirt URI to check")
+    add_config_option(parser)
+    parser.add_argument(
+        "--uri", help="libvirt URI to check (default: the configuration's container.libvirt_uri)"
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.set_defaults(func=run)
 
@@ -74,8 +85,28 @@ def _image_checks() -> list[Check]:
     return checks
 
 
-def collect(uri: str) -> list[Check]:
+def _key_check(server) -> Check:
+    """The configured RSA key and its fingerprint (made at first start when missing)."""
+    # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
+    from anweddol_actors.cli.keyfiles import load_private_key
+    from anweddol_actors.cli.serve import key_fingerprint
+
+    if server.enable_onetime_rsa_keys:
+        return Check("RSA key", True, "one-time keys: a new pair at every start")
+    path = Path(server.private_rsa_key_file_path)
+    if not path.exists():
+        return Check("RSA key", True, f"{path} absent: made at first start")
+    try:
+        wrapper = load_private_key(path)
+    except CliError as exc:
+        return Check("RSA key", False, str(exc))
+    return Check("RSA key", True, f"{path}, fingerprint (SHA-256) {key_fingerprint(wrapper)}")
+
+
+def collect(uri: str, server=None) -> list[Check]:
     checks = _libvirt_checks(uri) + _image_checks()
+    if server is not None:
+        checks.append(_key_check(server))
     dot = shutil.which("dot")
     # Only the statecharts' SVG rendering needs graphviz; serving works without it.
     checks.append(
@@ -87,12 +118,20 @@ def collect(uri: str) -> list[Check]:
 
 
 def run(args: argparse.Namespace) -> int:
-    checks = collect(args.uri)
+    loaded = load(args)
+    config = loaded.config
+    checks = collect(args.uri or config.container.libvirt_uri, config.server)
     failed = [c for c in checks if c.required and not c.ok]
-    if args.json:
-        print(json.dumps({"ok": not failed, "checks": [asdict(c) for c in checks]}, indent=2))
-    else:
-        for c in checks:
-            mark = "ok  " if c.ok else ("FAIL" if c.required else "warn")
-            print(f"[{mark}] {c.name}: {c.detail}")
-    return 1 if failed else 0
+    lines = [f"configuration: {loaded.source}"]
+    for c in checks:
+        mark = "ok  " if c.ok else ("FAIL" if c.required else "warn")
+        lines.append(f"[{mark}] {c.name}: {c.detail}")
+    # The original's shape (reference/cli_json_output.md, ``start -c``), with each check.
+    data = {
+        "errors_recorded": len(failed),
+        "errors_list": [f"{c.name}: {c.detail}" for c in failed],
+        "checks": [asdict(c) for c in checks],
+    }
+    if failed:
+        return emit_failure(args, "Errors detected on server environment", data, "\n".join(lines))
+    return emit(args, "Check done", data, "\n".join(lines))

@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
 
     prepare_host(settings)
     rsa_wrapper = load_or_create_keys(config)
-    log.info("RSA key fingerprint (SHA-256): %s", key_fingerprint(rsa_wrapper))
+    fingerprint = key_fingerprint(rsa_wrapper)
+    log.info("RSA key fingerprint (SHA-256): %s", fingerprint)
 
     # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
     from anweddol_actors.core.server import ServerInterface
@@ -98,10 +99,13 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
 
+    admin = []
+
     @server.on_server_started
     def announce(context, data) -> None:
         host, port = server.listen_address[:2]
         log.info("serving on %s:%s (ISO %s)", host or "0.0.0.0", port, settings.iso_path)
+        admin.append(start_admin(server, config, fingerprint))
 
     try:
         server.startServer()
@@ -111,6 +115,9 @@ def run(args: argparse.Namespace) -> int:
             f"cannot listen on {settings.bind_address or '0.0.0.0'}:{settings.listen_port}: "
             f"{exc.strerror or exc}"
         ) from None
+    finally:
+        for channel in filter(None, admin):
+            channel.close()
     server.close()
     log.info("stopped")
     return 0
@@ -211,30 +218,21 @@ def prepare_host(settings) -> None:
 def load_or_create_keys(config):
     """The server's RSA key pair: loaded from its file, or made once and kept (0600)."""
     # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
+    from anweddol_actors.cli.keyfiles import load_private_key, write_key_pair
     from anweddol_actors.core.crypto import RSAWrapper
-    from anweddol_actors.protocol.crypto import private_pem
 
     server = config.server
     if server.enable_onetime_rsa_keys:
         return RSAWrapper()
     private_path = Path(server.private_rsa_key_file_path)
-    public_path = Path(server.public_rsa_key_file_path)
-    wrapper = RSAWrapper(generate_key_pair=False)
     if private_path.exists():
-        try:
-            wrapper.setPrivateKey(private_path.read_bytes(), pem_format=True)
-        except Exception as exc:
-            raise CliError(f"{private_path}: not a usable RSA private key ({exc})") from None
-        return wrapper
+        return load_private_key(private_path)
     log.info("generating the server's RSA-4096 key pair in %s", private_path.parent)
     wrapper = RSAWrapper()
     try:
-        private_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(private_pem(wrapper.private_key))
-        public_path.parent.mkdir(parents=True, exist_ok=True)
-        public_path.write_bytes(wrapper.getPublicKey(pem_format=True))
+        write_key_pair(wrapper, private_path, server.public_rsa_key_file_path, replace=False)
+    except FileExistsError:
+        return load_private_key(private_path)  # another start made it meanwhile: use it
     except OSError as exc:
         raise CliError(f"cannot store the RSA keys in {private_path.parent}: {exc}") from None
     return wrapper
@@ -294,3 +292,20 @@ def configure_logging(args: argparse.Namespace, config) -> None:
         configure(args.log_level, path, config.server.log_format, rotation)
     except LogError as exc:
         raise CliError(str(exc)) from None
+
+
+def start_admin(server, config, fingerprint: str):
+    """The admin channel (``containers``, ``status``) beside a listening server: an
+    ``AdminServer``, or None (logged) when its socket cannot be made: clients are served
+    anyway, only the admin commands are missing."""
+    # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
+    from anweddol_actors.admin.client import AdminError
+    from anweddol_actors.admin.server import AdminServer
+
+    path, owner = config.server.admin_socket_path, config.server.user
+    channel = AdminServer(server.engine, path, owner, status=lambda: {"fingerprint": fingerprint})
+    try:
+        return channel.start()
+    except AdminError as exc:
+        log.error("admin commands unavailable: %s", exc)
+        return None

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
 
 import pykka
 
@@ -33,11 +34,28 @@ from anweddol_actors.actors.registry import LiveContainer
 from anweddol_actors.engine.context import EngineContext
 from anweddol_actors.engine.entities import stop_actor
 from anweddol_actors.engine.recovery import after_outage, recover
-from anweddol_actors.engine.verbs import teardown
+from anweddol_actors.engine.settings import Settings
+from anweddol_actors.engine.verbs import end_live
 from anweddol_actors.lifecycle import Transition
 from anweddol_actors.lifecycle.events import CONTEXT_AUTOMATIC_ACTION
 
 log = logging.getLogger(__name__)
+
+
+def limits_left(
+    settings: Settings, entry: LiveContainer, now: float
+) -> Iterator[tuple[float, str]]:
+    """Each lifetime limit that applies to a live container: the seconds left before it
+    ends the container (0 or less: due now), and the reason journalled when it does.
+    ``now`` is ``time.monotonic()``. The reaper acts on it; ``containers list`` shows it.
+    Lazy: the forwarder is asked its idle time only when the lifetime is not due."""
+    limit = settings.max_lifetime
+    if limit is not None:
+        yield limit - (now - entry.created_monotonic), f"max_lifetime of {limit:g} s reached"
+    limit = settings.max_idle_time
+    if limit is not None:
+        left = limit - entry.forwarder.idle_seconds().get()
+        yield left, f"max_idle_time of {limit:g} s reached"
 
 
 class ReaperActor(pykka.ThreadingActor):
@@ -47,17 +65,9 @@ class ReaperActor(pykka.ThreadingActor):
 
     def reap(self, container_uuid: str, details: dict | None = None) -> bool:
         """End one live container through the DESTROY path; False when it is not live."""
-        context = self.context
-        entry = context.registry.claim(container_uuid).get()
-        if entry is None:
-            return False  # destroyed by its owner meanwhile, or not ours
         details = details or {"reason": "domain stopped by itself"}
-        log.info("container %s: %s, destroying it", container_uuid, details["reason"])
-        # The token stops working first, as for a DESTROY.
-        context.journal.delete_credentials(container_uuid)
-        for exc in teardown(context, entry, CONTEXT_AUTOMATIC_ACTION, details=details):
-            context.dispatch.report(exc, {}, None, CONTEXT_AUTOMATIC_ACTION)
-        return True
+        # None: destroyed by its owner meanwhile, or not ours.
+        return end_live(self.context, container_uuid, CONTEXT_AUTOMATIC_ACTION, details) is not None
 
     def entity_failed(
         self, entity_id: str, kind: str, transition: Transition, exc: BaseException
@@ -108,12 +118,9 @@ class ReaperActor(pykka.ThreadingActor):
         settings = self.context.settings
         if hypervisor is not None and not hypervisor.is_active(entry.uuid):
             return {"reason": "domain stopped by itself"}
-        limit = settings.max_lifetime
-        if limit is not None and now - entry.created_monotonic >= limit:
-            return {"reason": f"max_lifetime of {limit:g} s reached", "expired": True}
-        limit = settings.max_idle_time
-        if limit is not None and entry.forwarder.idle_seconds().get() >= limit:
-            return {"reason": f"max_idle_time of {limit:g} s reached", "expired": True}
+        for left, reason in limits_left(settings, entry, now):
+            if left <= 0:
+                return {"reason": reason, "expired": True}
         return None
 
     def _retry(self, entry: LiveContainer) -> None:

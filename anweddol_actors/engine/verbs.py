@@ -1,5 +1,6 @@
 """The built-in verbs STAT and DESTROY, the response helper, and the teardown of a live
-container (DESTROY, the reaper, lifetimes and the server's stop all end one this way).
+container (DESTROY, the reaper, lifetimes, the administrator's ``containers destroy`` and
+the server's stop all end one this way; ``end_live`` is the reaper's and the admin's way in).
 
 CREATE has its own module (``create.py``): it is the one flow with many steps to undo.
 """
@@ -205,3 +206,25 @@ def teardown(
     else:
         context.registry.mark_stuck(entry.uuid).get()
     return undone.errors
+
+
+def end_live(
+    context: EngineContext, container_uuid: str, call_context: int, details: dict
+) -> list[BaseException] | None:
+    """End a live container by its UUID (the reaper, an administrator's ``containers
+    destroy``): claimed, its token revoked, torn down; each error met reported once
+    (``on_runtime_error``). None when no live container has that UUID (anymore).
+
+    Claimed before the token is revoked, unlike a client's DESTROY (which has proved it
+    holds the token): a UUID whose CREATE is still in flight must keep its credentials.
+    """
+    entry = context.registry.claim(container_uuid).get()
+    if entry is None:
+        return None
+    log.info("container %s: destroying it (%s)", container_uuid, details.get("reason"))
+    # The token stops working first, as for a DESTROY.
+    context.journal.delete_credentials(container_uuid)
+    errors = teardown(context, entry, call_context, details=details)
+    for exc in errors:
+        context.dispatch.report(exc, {}, None, call_context)
+    return errors

@@ -1,0 +1,100 @@
+"""``python -m anweddol_actors containers list|destroy``: the running server's live
+containers, through its admin socket (``server.admin_socket_path``).
+
+Only root and the server's user may open the socket. ``destroy`` ends a container as its
+client's DESTROY would, its seed events in ``CONTEXT_DEFERRED_CALL``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from anweddol_actors.cli.configfile import add_config_option, load
+from anweddol_actors.cli.output import emit
+
+COLUMNS = ("uuid", "state", "age", "client", "port", "expires")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "containers",
+        help="list or end the running server's containers",
+        description="List the running server's live containers, or end one, through its "
+        "admin socket (server.admin_socket_path; root or the server's user only).",
+    )
+    add_config_option(parser)
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="list the live containers")
+    destroy = actions.add_parser("destroy", help="end a live container (as its DESTROY would)")
+    destroy.add_argument("uuid", metavar="UUID", help="the container's UUID (see list)")
+    for sub in (listing, destroy):
+        add_config_option(sub)
+        sub.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
+    from anweddol_actors.admin.client import AdminError, ask
+
+    path = load(args).config.server.admin_socket_path
+    try:
+        if args.action == "list":
+            rows = ask(path, "list").get("containers", [])
+            return emit(args, "Live containers", {"containers": rows}, table(rows))
+        # A guest's shutdown may take a while: more than a listing's wait.
+        ask(path, "destroy", timeout=120.0, uuid=args.uuid)
+    except AdminError as exc:
+        return failed(args, str(exc))
+    return emit(
+        args, "Container destroyed", {"uuid": args.uuid}, f"container {args.uuid} destroyed"
+    )
+
+
+def failed(args: argparse.Namespace, error: str) -> int:
+    """The server could not be asked or refused: one line (JSON: the error shape), exit 1."""
+    if args.json:
+        print(
+            json.dumps({"status": "ERROR", "message": "An error occured", "data": {"error": error}})
+        )
+    else:
+        print(f"error: {error}", file=sys.stderr)
+    return 1
+
+
+def table(rows: list[dict]) -> str:
+    """The containers as an aligned table, or a line saying there are none."""
+    if not rows:
+        return "no live containers"
+    cells = [COLUMNS] + [
+        (
+            str(row.get("uuid")),
+            str(row.get("state")),
+            duration(row.get("age")),
+            str(row.get("client") or "-"),
+            str(row.get("port") or "-"),
+            "never" if row.get("expires_in") is None else f"in {duration(row['expires_in'])}",
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in cells
+    )
+
+
+def duration(seconds: object) -> str:
+    """``75`` -> ``1m15s``: short and exact to the second."""
+    if not isinstance(seconds, int | float):
+        return "-"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m{secs:02d}s"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
