@@ -35,7 +35,8 @@ address's allowance, so with that below the guest's limit they can never fill it
 owner's connection always reaches the guest. Without an owner every address is a stranger.
 A connection past a limit is accepted and closed at once (RST), before anything is
 relayed or any target connection is made; refusals are counted (`stats.refused`) and
-logged at most once per `_REFUSAL_LOG_INTERVAL` seconds, with the count since the last line.
+logged through `logs.RateLimitedLog`: at most once per `_REFUSAL_LOG_INTERVAL` seconds,
+with the count since the last line.
 
 Two ways to move bytes, same state machine: copy (recv_into one shared scratch buffer, then
 send) and splice (socket → pipe → socket inside the kernel, `os.splice`). Splice measured
@@ -70,6 +71,7 @@ from anweddol_actors.forwarding.directions import (
     CopyDirection,
     SpliceDirection,
 )
+from anweddol_actors.logs.ratelimited import RateLimitedLog
 
 __all__ = ["Relay", "RelayStats", "SPLICE_AFTER"]
 
@@ -226,8 +228,7 @@ class Relay:
         # Open connections per client address, and those of every address but the owner's.
         self._per_address: dict[str, int] = {}
         self._strangers = 0
-        self._refused_unlogged = 0
-        self._refusal_logged_at: float | None = None
+        self._refusal_log = RateLimitedLog(log, _REFUSAL_LOG_INTERVAL)
         self._deadlines: list[tuple[float, int, _Pair]] = []
         self._seq = itertools.count()
         self._accept_paused_until: float | None = None
@@ -429,24 +430,14 @@ class Relay:
     def _refuse(self, client: socket.socket, peer: object, reason: str) -> None:
         # Counted first: whoever sees the reset may read the count at once.
         self.stats.refused += 1
-        self._refused_unlogged += 1
         # Closed before any byte is relayed or any target connection made.
         _abort(client)
-        now = time.monotonic()
-        last = self._refusal_logged_at
-        if last is None or now - last >= _REFUSAL_LOG_INTERVAL:
-            since = "since start" if last is None else f"in the last {now - last:.0f} s"
-            log.warning(
-                "%s: refused %d connection(s) %s (latest from %s: %s); logged at most every %.0f s",
-                self.name,
-                self._refused_unlogged,
-                since,
-                peer_address(peer),
-                reason,
-                _REFUSAL_LOG_INTERVAL,
-            )
-            self._refusal_logged_at = now
-            self._refused_unlogged = 0
+        self._refusal_log.warning(
+            "%s: refused a connection from %s (%s); refusals since the last such line: %d",
+            self.name,
+            peer_address(peer),
+            reason,
+        )
 
     def _open_pair(self, client: socket.socket, peer: object) -> None:
         target = None

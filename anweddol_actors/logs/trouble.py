@@ -8,29 +8,23 @@ every ``REPORT_INTERVAL`` seconds, counting what was left unsaid.
 from __future__ import annotations
 
 import sys
-import threading
-import time
+
+from anweddol_actors.logs.ratelimited import Throttle
 
 __all__ = ["REPORT_INTERVAL", "report"]
 
 REPORT_INTERVAL = 60.0
 
-_lock = threading.Lock()
-_last_report = float("-inf")
-_unsaid = 0
+_throttle = Throttle(REPORT_INTERVAL)
 
 
 def report(problem: str) -> None:
     """Write ``problem`` (one line) to standard error unless a report went out less than
     ``REPORT_INTERVAL`` seconds ago. Never raises."""
-    global _last_report, _unsaid
-    with _lock:
-        now = time.monotonic()
-        if now - _last_report < REPORT_INTERVAL:
-            _unsaid += 1
-            return
-        _last_report = now
-        unsaid, _unsaid = _unsaid, 0
+    said = _throttle.occur()
+    if said is None:
+        return
+    unsaid = said - 1
     tail = f" ({unsaid} more logging problem(s) since the last report)" if unsaid else ""
     line = f"anweddol_actors: logging problem: {problem}{tail}; logging goes on\n"
     try:
@@ -44,7 +38,4 @@ def report(problem: str) -> None:
 
 def _reset() -> None:
     """Forget the last report (tests)."""
-    global _last_report, _unsaid
-    with _lock:
-        _last_report = float("-inf")
-        _unsaid = 0
+    _throttle.reset()

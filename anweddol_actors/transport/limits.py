@@ -2,46 +2,19 @@
 
 :class:`ConnectionLimits` counts the client connections open, in all and per address;
 past either cap a new one is refused (the listener closes it before anything is read or
-journalled). :class:`RateLimitedLog` turns a stream of identical warnings (refusals, a
-failing ``accept``) into at most one line per interval, carrying the count since the last
-line: a flood of refused connections must not become a flood of log lines.
+journalled). Its refusals are logged through ``logs.RateLimitedLog``: a flood of refused
+connections must not become a flood of log lines.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 
+from anweddol_actors.logs.ratelimited import RateLimitedLog
+
+# RateLimitedLog is re-exported: the listener and the admin channel take it from here.
 __all__ = ["ConnectionLimits", "RateLimitedLog"]
-
-
-class RateLimitedLog:
-    """At most one line per ``interval`` seconds; the line says how many were folded."""
-
-    def __init__(self, logger: logging.Logger, interval: float = 5.0) -> None:
-        self._logger = logger
-        self._interval = interval
-        self._lock = threading.Lock()
-        self._last: float | None = None
-        self._folded = 0
-        self.lines = 0  # lines actually written: what a test of the bound reads
-
-    def warning(self, message: str, *args: object) -> bool:
-        """Count one occurrence; log it (with the folded count) when the interval allows.
-
-        ``message`` gets one more ``%d`` argument: the occurrences since the last line,
-        this one included. Returns True when a line was written.
-        """
-        now = time.monotonic()
-        with self._lock:
-            self._folded += 1
-            if self._last is not None and now - self._last < self._interval:
-                return False
-            folded, self._folded, self._last = self._folded, 0, now
-            self.lines += 1
-        self._logger.warning(message, *args, folded)
-        return True
 
 
 class ConnectionLimits:
