@@ -299,7 +299,7 @@ def reload_configuration(loaded, policies) -> None:
         reopened,
         f"; changed, needs a restart: {', '.join(waiting)}" if waiting else "",
     )
-    loaded.config = config
+    # loaded.config stays the start's: what runs, for the next reload's comparison.
 
 
 # What a reload applies; any other key changes only at a restart.

@@ -138,10 +138,9 @@ def serve_command(loaded: LoadedConfig, pid_path: str, log_path: str) -> list[st
 def serve_takes_log_file() -> bool:
     """Whether ``serve`` writes its log file itself (``--log-file``); without it, the log
     file is the child's standard error, which ``start`` opens."""
-    parser = argparse.ArgumentParser()
-    serve.register(parser.add_subparsers())
-    subparser = parser._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
-    return "--log-file" in subparser._option_string_actions
+    subparsers = argparse.ArgumentParser().add_subparsers()
+    serve.register(subparsers)
+    return "--log-file" in subparsers.choices["serve"]._option_string_actions
 
 
 def needs_image_build(config) -> bool:
@@ -296,7 +295,7 @@ def run_status(args: argparse.Namespace) -> int:
     data = {
         "running": True,
         "pid": pid,
-        "uptime": answer.get("uptime", pidfile.uptime(pid)),
+        "uptime": answer.get("uptime", round(pidfile.uptime(pid) or 0.0, 1)),
         "containers": answer.get("containers"),
         "available": answer.get("available"),
         "fingerprint": answer.get("fingerprint") or file_fingerprint(config),

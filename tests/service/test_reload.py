@@ -91,3 +91,5 @@ def test_other_keys_need_a_restart(running):
         )
     )
     assert line.endswith("changed, needs a restart: log_rotation.max_log_lines_amount")
+    # Back as it runs: nothing waits for a restart any more.
+    assert "needs a restart" not in reload(TOKENS_OFF.format(db=db))
