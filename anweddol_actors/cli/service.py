@@ -346,6 +346,7 @@ def file_fingerprint(config) -> str | None:
     # Loaded here, not at the top: only status reads key files.
     from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+    # Loaded here, not at the top: only status reads key files.
     from anweddol_actors.protocol.crypto import fingerprint
 
     try:
