@@ -86,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     account = account_to_become(config, settings)
 
     prepare_host(settings)
+    if account is not None:
+        check_libvirt_as(account, settings.libvirt_uri)  # once libvirtd runs (prepare_host)
     rsa_wrapper = load_or_create_keys(config)
     log.info("RSA key fingerprint (SHA-256): %s", key_fingerprint(rsa_wrapper))
 
@@ -183,7 +185,6 @@ def account_to_become(config, settings) -> privileges.Account | None:
             f"port_forwarding.port_range starts at {first_port}: {name!r} cannot bind ports "
             f"below {privileges.unprivileged_port_start()} once the server dropped to it"
         )
-    check_libvirt_as(account, settings.libvirt_uri)
     return account
 
 
