@@ -18,6 +18,10 @@ from anweddol_actors.errors import AnweddolError
 # Command -> the module of this package that registers it; order is the order of --help.
 COMMANDS: dict[str, str] = {
     "serve": "serve",
+    "start": "service",
+    "stop": "service",
+    "restart": "service",
+    "status": "service",
     "client": "client",
     "token": "token",
     "statecharts": "statecharts",

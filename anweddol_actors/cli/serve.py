@@ -11,11 +11,16 @@ import argparse
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 from anweddol_actors.cli import CliError
 from anweddol_actors.cli.configfile import add_config_option, load
+from anweddol_actors.errors import AnweddolError
+from anweddol_actors.service import pidfile, privileges
+from anweddol_actors.service.policies import LivePolicies
 
 log = logging.getLogger("anweddol_actors.serve")
 
@@ -47,6 +52,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--log-file", metavar="PATH", help="log to this file (server.log_file_path)"
     )
+    parser.add_argument(
+        "--pid-file",
+        metavar="PATH",
+        help="write this PID file once listening, remove it at exit (server.pid_file_path)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -69,8 +79,14 @@ def run(args: argparse.Namespace) -> int:
         settings.iso_path = args.iso
     if args.database is not None:
         settings.database = args.database
+    pid_file = args.pid_file or config.server.pid_file_path
+    if pid_file and (other := pidfile.running_pid(pid_file)) not in (None, os.getpid()):
+        raise CliError(f"{pid_file} names a running server (PID {other})")
+    account = account_to_become(config, settings)
 
     prepare_host(settings)
+    if account is not None:
+        check_libvirt_as(account, settings.libvirt_uri)  # once libvirtd runs (prepare_host)
     rsa_wrapper = load_or_create_keys(config)
     fingerprint = key_fingerprint(rsa_wrapper)
     log.info("RSA key fingerprint (SHA-256): %s", fingerprint)
@@ -89,15 +105,41 @@ def run(args: argparse.Namespace) -> int:
         )
     except OSError as exc:
         raise CliError(f"cannot open the journal {settings.database}: {exc}") from None
-    install_policies(server, config)
+    try:
+        policies = install_policies(server, config)
+    except AnweddolError as exc:
+        server.close()
+        raise CliError(str(exc)) from None
 
-    def stop(signum, frame) -> None:
-        log.info("signal %s: stopping", signum)
+    stopping = threading.Event()
+
+    def begin_stop() -> None:
+        # One stop: a second signal (an impatient ^C, systemd's SIGTERM after ours) must not
+        # race the first one's teardown.
+        if stopping.is_set():
+            log.info("already stopping")
+            return
+        stopping.set()
         threading.Thread(target=server.stopServer, name="anweddol-stop").start()
         threading.Thread(target=exit_if_stuck, name="anweddol-stop-bound", daemon=True).start()
 
+    def stop(signum, frame) -> None:
+        log.info("signal %s: stopping", signum)
+        begin_stop()
+
+    def reload(signum, frame) -> None:
+        # Off the signal handler: reading the file and opening the token database block.
+        threading.Thread(
+            target=reload_configuration,
+            args=(loaded, policies),
+            name="anweddol-reload",
+            daemon=True,
+        ).start()
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload)
+    failed = threading.Event()
 
     admin = []
 
@@ -106,11 +148,20 @@ def run(args: argparse.Namespace) -> int:
         host, port = server.listen_address[:2]
         log.info("serving on %s:%s (ISO %s)", host or "0.0.0.0", port, settings.iso_path)
         admin.append(start_admin(server, config, fingerprint))
+        # Everything root must open is open now (the admin socket too, above): drop to
+        # server.user, then say we are up by writing the PID file.
+        try:
+            become_service(account, config, settings, pid_file, args)
+        except AnweddolError as exc:
+            log.error("%s: stopping", exc)
+            failed.set()
+            begin_stop()
 
     try:
         server.startServer()
     except OSError as exc:
         server.close()
+        policies.close()
         raise CliError(
             f"cannot listen on {settings.bind_address or '0.0.0.0'}:{settings.listen_port}: "
             f"{exc.strerror or exc}"
@@ -118,9 +169,161 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for channel in filter(None, admin):
             channel.close()
+        if pid_file:
+            pidfile.remove(pid_file)
     server.close()
+    policies.close()
     log.info("stopped")
-    return 0
+    return 1 if failed.is_set() else 0
+
+
+def account_to_become(config, settings) -> privileges.Account | None:
+    """The account named by ``server.user`` when serve must drop to it, checked now (before
+    anything is built) so that a wrong one is a one-line error; None when there is no
+    drop to do."""
+    name = config.server.user
+    if not name:
+        return None
+    try:
+        account = privileges.lookup(name)
+    except privileges.PrivilegeError as exc:
+        raise CliError(str(exc)) from None
+    if os.geteuid() == account.uid:
+        return None  # started as that user already (e.g. by systemd's User=)
+    if os.geteuid() != 0:
+        raise CliError(f"server.user: becoming {name!r} needs root (running as uid {os.geteuid()})")
+    first_port = settings.port_range[0]
+    if first_port < privileges.unprivileged_port_start():
+        raise CliError(
+            f"port_forwarding.port_range starts at {first_port}: {name!r} cannot bind ports "
+            f"below {privileges.unprivileged_port_start()} once the server dropped to it"
+        )
+    return account
+
+
+# Run as server.user: can it open the hypervisor? The server's connection is made as root,
+# but a reconnection after libvirtd restarts is made as the user.
+_LIBVIRT_PROBE = (
+    "import sys\n"
+    "from anweddol_actors.hypervisor import Hypervisor\n"
+    "try:\n"
+    "    Hypervisor(sys.argv[1]).close()\n"
+    "except Exception as exc:\n"
+    "    sys.exit(str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc))\n"
+)
+
+
+def check_libvirt_as(account: privileges.Account, uri: str) -> None:
+    """Refuse (one line) a ``server.user`` that could not reconnect to libvirt."""
+    if uri.startswith("test://"):
+        return  # libvirt's in-process test driver: no daemon, no permission
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", _LIBVIRT_PROBE, uri],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            user=account.uid,
+            group=account.gid,
+            extra_groups=account.groups,
+            cwd="/",
+        )
+    except PermissionError:
+        # The interpreter (or a folder above it) is closed to the user: the server would
+        # fail at its first late import once dropped, libvirt or not.
+        raise CliError(
+            f"server.user: {account.name} cannot run {sys.executable}: install Python where "
+            "that user can read it, or leave server.user empty"
+        ) from None
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise CliError(f"server.user: cannot check {uri} as {account.name}: {exc}") from None
+    if probe.returncode != 0:
+        reason = (probe.stderr.strip().splitlines() or ["no reason given"])[-1]
+        raise CliError(
+            f"server.user: {account.name} cannot open {uri} ({reason}); the server would lose "
+            "libvirt at its first reconnection: let that user reach libvirt, or leave "
+            "server.user empty"
+        )
+
+
+def become_service(account, config, settings, pid_file: str | None, args) -> None:
+    """Once listening: hand ``account`` what it writes later, drop to it, write the PID
+    file (in that order: the PID file says the server is up and settled)."""
+    if account is not None:
+        journal = journal_path(settings.database)
+        files, folders = [], []
+        if journal is not None:
+            files += [journal, Path(f"{journal}-wal"), Path(f"{journal}-shm")]
+            folders.append(journal.parent)
+        log_file = getattr(args, "log_file", None) or config.server.log_file_path
+        if log_file:
+            files.append(Path(log_file))
+            folders.append(Path(log_file).parent)
+        if config.log_rotation.log_archive_folder_path:
+            folders.append(Path(config.log_rotation.log_archive_folder_path))
+        if pid_file:
+            Path(pid_file).parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+            folders.append(Path(pid_file).parent)
+        if config.access_token.enabled:  # reopened as the user at a SIGHUP
+            files.append(Path(config.access_token.access_token_database_file_path))
+        for line in privileges.hand_over(account, files, folders):
+            log.warning("%s", line)
+        privileges.drop(account)
+        log.info("running as %s", account.describe())
+    if pid_file:
+        pidfile.write(pid_file)
+
+
+def journal_path(database: str) -> Path | None:
+    """The journal's file, None for an in-memory one."""
+    # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
+    from anweddol_actors.journal.store import MEMORY, database_path
+
+    path = database_path(database)
+    return None if path == MEMORY else Path(path)
+
+
+def reload_configuration(loaded, policies) -> None:
+    """SIGHUP: re-read the same configuration file, swap the IP filter and the access
+    tokens, reopen the log files; one line says what, and which other changes wait for a
+    restart. A file that is now wrong changes nothing."""
+    # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
+    from anweddol_actors.config import ConfigError, load_config
+    from anweddol_actors.logs import reopen
+
+    reopened = reopen()
+    source = loaded.path or "the embedded default"
+    try:
+        config = load_config(loaded.path)
+        in_force = policies.apply(config.ip_filter, config.access_token)
+    except (ConfigError, AnweddolError, OSError) as exc:
+        log.error("reload of %s failed, running policies kept: %s", source, exc)
+        return
+    waiting = changed_keys(loaded.config, config)
+    log.info(
+        "reloaded %s: %s; log files reopened: %d%s",
+        source,
+        in_force,
+        reopened,
+        f"; changed, needs a restart: {', '.join(waiting)}" if waiting else "",
+    )
+    # loaded.config stays the start's: what runs, for the next reload's comparison.
+
+
+# What a reload applies; any other key changes only at a restart.
+RELOADED_SECTIONS = ("ip_filter", "access_token")
+
+
+def changed_keys(before, after) -> list[str]:
+    """``section.key`` of every key outside ``RELOADED_SECTIONS`` that differs."""
+    old, new = before.to_dict(), after.to_dict()
+    return [
+        f"{section}.{key}"
+        for section in new
+        if section not in RELOADED_SECTIONS
+        for key in new[section]
+        if old.get(section, {}).get(key) != new[section][key]
+    ]
 
 
 def exit_if_stuck(bound: float = STOP_BOUND) -> None:
@@ -196,7 +399,11 @@ def prepare_host(settings) -> None:
     # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
     from anweddol_actors.hypervisor.daemons import ensure_daemons
 
-    if settings.libvirt_uri.startswith("qemu:///") and os.geteuid() == 0:
+    if os.environ.get("INVOCATION_ID"):
+        # Under systemd: libvirt's daemons are its units; one started from here would live
+        # in this service's cgroup, and die with it.
+        pass
+    elif settings.libvirt_uri.startswith("qemu:///") and os.geteuid() == 0:
         try:
             ensure_daemons()
         except Exception as exc:
@@ -246,32 +453,34 @@ def key_fingerprint(rsa_wrapper) -> str:
     return fingerprint(rsa_wrapper.private_key)
 
 
-def install_policies(server, config) -> None:
-    """The deployed server's policies (PROTOCOL.md §3): IP filter and access tokens."""
+def install_policies(server, config) -> LivePolicies:
+    """The deployed server's policies (PROTOCOL.md §3): IP filter and access tokens.
+
+    Installed once, before the server starts, as one ``LivePolicies`` that a SIGHUP
+    updates in place (``reload_configuration``): the listener and the request hook read
+    it at each use, so nothing is stacked. The caller closes it after the server."""
     # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
-    from anweddol_actors.policy.ip_filter import IpFilter
+    from anweddol_actors.core.client import RESPONSE_MSG_BAD_AUTH, RESPONSE_MSG_BAD_REQ
 
-    ip_filter = config.ip_filter
-    if ip_filter.enabled:
-        policy = IpFilter(True, ip_filter.allowed_ip_list, ip_filter.denied_ip_list)
-        server.engine.settings.ip_allows = policy.allows
-    if config.access_token.enabled:
-        # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
-        from anweddol_actors.core.client import RESPONSE_MSG_BAD_AUTH, RESPONSE_MSG_BAD_REQ
-        from anweddol_actors.policy.access_tokens import AccessTokenStore
+    policies = LivePolicies()
+    policies.apply(config.ip_filter, config.access_token)
+    server.engine.settings.ip_allows = policies.allows
 
-        store = AccessTokenStore(config.access_token.access_token_database_file_path)
+    @server.on_request
+    def check_access_token(context, data) -> None:
+        store = policies.tokens  # one read: a reload swaps it between requests
+        if store is None:
+            return
+        client = data["client_instance"]
+        token = (client.getStoredRequest() or {}).get("parameters", {}).get("access_token")
+        if not isinstance(token, str) or not token:
+            client.sendResponse(False, RESPONSE_MSG_BAD_REQ, reason="Access token is required")
+            client.closeConnection()
+        elif not store.verify(token):
+            client.sendResponse(False, RESPONSE_MSG_BAD_AUTH, reason="Invalid access token")
+            client.closeConnection()
 
-        @server.on_request
-        def check_access_token(context, data) -> None:
-            client = data["client_instance"]
-            token = (client.getStoredRequest() or {}).get("parameters", {}).get("access_token")
-            if not isinstance(token, str) or not token:
-                client.sendResponse(False, RESPONSE_MSG_BAD_REQ, reason="Access token is required")
-                client.closeConnection()
-            elif not store.verify(token):
-                client.sendResponse(False, RESPONSE_MSG_BAD_AUTH, reason="Invalid access token")
-                client.closeConnection()
+    return policies
 
 
 def configure_logging(args: argparse.Namespace, config) -> None:
