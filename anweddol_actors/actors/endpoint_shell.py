@@ -46,6 +46,10 @@ class EndpointShellActor(EntityActor):
         # The client's SSH credentials, once generated or stored by a handler; the
         # administration step uses these (a handler's choice is never overwritten).
         self.client_credentials: tuple[str, str] | None = None
+        # What the setup script already set in the guest: a handler may administer the
+        # guest itself (the seed's way to set its own credentials), and the script refuses
+        # a user that exists, so the CREATE's own step must not run it again.
+        self.administered: tuple[str, str] | None = None
 
     def describe(self) -> dict:
         return {
@@ -56,6 +60,7 @@ class EndpointShellActor(EntityActor):
             "username": self.username,
             "password": self.password,
             "client_credentials": self.client_credentials,
+            "administered": self.administered,
             "host_key": None if self.shell is None else self.shell.host_key,
         }
 
@@ -119,13 +124,17 @@ class EndpointShellActor(EntityActor):
 
     @governed
     def administer(self, port: int = 22) -> tuple[str, str]:
-        """Create the client's user in the guest with the stored credentials."""
+        """Create the client's user in the guest with the stored credentials; done once
+        for given credentials (a second call with the same ones changes nothing)."""
         if self.shell is None or not self.lifecycle.is_in("started"):
             raise ShellNotOpen("the endpoint shell is not opened")
         if self.client_credentials is None:
             raise ShellNotOpen("no client SSH credentials are stored on this shell")
+        if self.administered == self.client_credentials:
+            return self.client_credentials
         username, password = self.client_credentials
         self.shell.administer(username, password, port)
+        self.administered = self.client_credentials
         return self.client_credentials
 
     @governed

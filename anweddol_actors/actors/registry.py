@@ -31,6 +31,11 @@ class LiveContainer:
 
 
 class Registry(pykka.ThreadingActor):
+    # It lives from the server's construction to its ``close()``, holds nothing outside the
+    # process, and a seed script that ends after ``stopServer()`` (as the original's do)
+    # must not hang at exit waiting for it.
+    use_daemon_thread = True
+
     def __init__(self, limit: int | None) -> None:
         super().__init__()
         self.limit = limit

@@ -107,9 +107,10 @@ __all__ = [
 ]
 
 
-def present(data: dict) -> dict:
+def present(data: dict, context: int | None = None) -> dict:
     """Engine-level event data as the seed hands it to handlers (reference/api/*.md):
-    a channel becomes a ``ClientInstance``, actor handles become the seed's instances."""
+    a channel becomes a ``ClientInstance``, actor handles become the seed's instances.
+    ``context``: the handler's, journalled with what its container's calls fire."""
     presented: dict = {}
     for key, value in data.items():
         if key == "client":
@@ -117,7 +118,7 @@ def present(data: dict) -> dict:
         elif key == "socket":
             presented["client_socket"] = value
         elif key == "container":
-            presented["container_instance"] = ContainerInstance.of(value)
+            presented["container_instance"] = ContainerInstance.of(value, context)
         elif key == "endpoint_shell":
             presented["endpoint_shell_instance"] = EndpointShellInstance.of(value)
         elif key == "forwarder":
@@ -455,7 +456,7 @@ class ServerInterface:
             raise ValueError("routine must be callable")
 
         def handler(context: int, data: dict) -> Any:
-            return routine(context=context, data=present(data))
+            return routine(context=context, data=present(data, context))
 
         self._event_routines[event] = routine
         self._server.dispatch.set(event, handler)

@@ -54,10 +54,14 @@ class ContainerInstance:
         nat_interface_name: str = DEFAULT_NAT_INTERFACE_NAME,
         *,
         actor: Any = None,
+        context: int | None = None,
     ) -> None:
         """``actor``: a handle on a container actor the server runs (what handlers get);
-        without it, a standalone container whose actor starts with ``startDomain``."""
+        without it, a standalone container whose actor starts with ``startDomain``.
+        ``context``: the seed context of the handler given this instance, journalled with
+        the transitions its calls fire (a start in ``on_container_created`` is the CREATE's)."""
         self._actor = actor
+        self._context = context
         self._uuid = (
             actor.uuid.get() if actor is not None else container_uuid or str(uuid_module.uuid4())
         )
@@ -71,8 +75,8 @@ class ContainerInstance:
         self._journal: Journal | None = None
 
     @classmethod
-    def of(cls, actor: Any) -> ContainerInstance:
-        return cls("", actor=actor)
+    def of(cls, actor: Any, context: int | None = None) -> ContainerInstance:
+        return cls("", actor=actor, context=context)
 
     @property
     def actor(self) -> Any:
@@ -191,14 +195,16 @@ class ContainerInstance:
             self._spawn(driver_uri)
         if self.isDomainRunning():
             raise RuntimeError("The container domain is already running")
-        self._actor.start_domain().get()
+        # Through the container's machine: the ``start`` is journalled before the domain
+        # exists, and a CREATE that sees it started goes on without starting it again.
+        self._actor.start_domain(self._context).get()
         if wait_available:
             timeout = None if wait_max_tryout == -1 else wait_max_tryout * _SECONDS_PER_TRYOUT
             wait_ready(self._actor, self._uuid, timeout)
 
     def stopDomain(self) -> None:
         if self._actor is not None:
-            self._actor.stop_domain().get()
+            self._actor.stop_domain(self._context).get()
 
     # -- beyond the seed -------------------------------------------------------------
 

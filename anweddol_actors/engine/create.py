@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from anweddol_actors.actors.base import one_line
-from anweddol_actors.actors.container import wait_ready
+from anweddol_actors.actors.container import ContainerError, wait_ready
 from anweddol_actors.actors.registry import LiveContainer
 from anweddol_actors.engine.context import EngineContext, Request
 from anweddol_actors.engine.entities import (
@@ -63,6 +63,10 @@ class HandleEnded(AnweddolError):
 
 class ServerStopping(AnweddolError, RuntimeError):
     """The server began stopping while the CREATE was in flight."""
+
+
+class EndpointShellClosed(AnweddolError, RuntimeError):
+    """A handler closed the endpoint shell before the client's user was created."""
 
 
 class ResponseNotDelivered(AnweddolError, RuntimeError):
@@ -174,8 +178,7 @@ def _steps(request: Request, done: _Done) -> dict:
     )
     pause(settings, "create:created")
 
-    transition = container.start_domain(CONTEXT_NORMAL_PROCESS).get()
-    emit(transition, EVENT_CONTAINER_DOMAIN_STARTED, {"container": container})
+    _start_domain_unless_started(container, container_uuid, emit)
     pause(settings, "create:domain_started")
 
     host, port = wait_ready(container, container_uuid, settings.ready_timeout)
@@ -197,18 +200,27 @@ def _steps(request: Request, done: _Done) -> dict:
     )
     pause(settings, "create:shell_opened")
 
-    shell.ensure_client_credentials(settings.password_length).get()
-    username, password = shell.administer(22).get()
-    container.mark_administered(username, CONTEXT_NORMAL_PROCESS).get()
-    pause(settings, "create:credentials_set")
+    if shell.describe().get()["state"] == "started":
+        # Credentials a handler stored (or the ones it set with administrateContainer) are
+        # used as they are: generated only when there are none, set in the guest once.
+        shell.ensure_client_credentials(settings.password_length).get()
+        username, password = shell.administer(22).get()
+        container.mark_administered(username, CONTEXT_NORMAL_PROCESS).get()
+        pause(settings, "create:credentials_set")
 
-    transition = shell.close(CONTEXT_NORMAL_PROCESS).get()
-    done.shell = None  # closed and journalled: nothing left to undo
-    try:
-        # The handler may still ask the shell about itself: its actor ends after.
-        emit(transition, EVENT_ENDPOINT_SHELL_CLOSED, {"endpoint_shell": shell})
-    finally:
+        transition = shell.close(CONTEXT_NORMAL_PROCESS).get()
+        done.shell = None  # closed and journalled: nothing left to undo
+        try:
+            # The handler may still ask the shell about itself: its actor ends after.
+            emit(transition, EVENT_ENDPOINT_SHELL_CLOSED, {"endpoint_shell": shell})
+        finally:
+            stop_actor(shell)
+    else:
+        username, password = _administered_by_handler(shell, container_uuid)
+        done.shell = None  # closed (journalled) by the handler: nothing left to undo
         stop_actor(shell)
+        container.mark_administered(username, CONTEXT_NORMAL_PROCESS).get()
+        pause(settings, "create:credentials_set")
 
     # The CREATE's address owns the forwarder: strangers never fill the guest's SSH slots.
     owner = request.channel.ip if isinstance(request.channel, ClientChannel) else None
@@ -251,6 +263,36 @@ def _steps(request: Request, done: _Done) -> dict:
         "container_max_lifetime": settings.max_lifetime,
         "container_max_idle_time": settings.max_idle_time,
     }
+
+
+def _administered_by_handler(shell: Any, container_uuid: str) -> tuple[str, str]:
+    """The credentials set by a handler that administered the guest and closed the shell
+    itself in ``on_endpoint_shell_opened`` (the original then skips its own steps, and
+    ``on_endpoint_shell_closed`` with them)."""
+    administered = shell.describe().get()["administered"]
+    if administered is None:
+        raise EndpointShellClosed(
+            f"container {container_uuid}: a handler closed the endpoint shell before the"
+            " client's user was created (administrateContainer)"
+        )
+    return administered
+
+
+def _start_domain_unless_started(container: Any, container_uuid: str, emit: Any) -> None:
+    """Start the domain, unless an ``on_container_created`` handler did (the original's own
+    server does): its ``startDomain`` went through this container's machine, so the
+    ``start`` is journalled once, whoever fired it. As in the original,
+    ``on_container_domain_started`` stands for the engine's start only: a handler that
+    started the domain knows it did."""
+    state = container.snapshot().get()["state"]
+    if state == "created":
+        transition = container.start_domain(CONTEXT_NORMAL_PROCESS).get()
+        emit(transition, EVENT_CONTAINER_DOMAIN_STARTED, {"container": container})
+    elif state.startswith("started"):
+        log.info("container %s: its domain was started by a handler", container_uuid)
+    else:
+        # A handler started and stopped it, or its start failed and was swallowed.
+        raise ContainerError(f"container {container_uuid} is {state} after on_container_created")
 
 
 def _unwind(context: EngineContext, done: _Done, base: dict, reason: str) -> Transition | None:
