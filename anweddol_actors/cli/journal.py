@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from anweddol_actors.cli import CliError
 from anweddol_actors.cli.configfile import add_config_option, journal_database
+from anweddol_actors.cli.output import emit
 from anweddol_actors.journal import Journal, JournalError
 from anweddol_actors.lifecycle import KINDS
 
@@ -26,7 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--entity", metavar="ID", help="only this entity's transitions")
     parser.add_argument("--kind", choices=KINDS, help="only this kind of entity")
-    parser.add_argument("--json", action="store_true", help="print a JSON list")
+    parser.add_argument(
+        "--json", action="store_true", help="print JSON: data.transitions, the rows oldest first"
+    )
     parser.add_argument(
         "--prune-days",
         type=_days,
@@ -63,13 +66,8 @@ def run(args: argparse.Namespace) -> int:
             rows = journal.history(entity_id=args.entity, kind=args.kind)
     except JournalError as exc:
         raise CliError(str(exc)) from exc
-    if args.json:
-        print(json.dumps(rows, indent=2, sort_keys=True))
-    elif rows:
-        print(format_table(rows))
-    else:
-        print("(no transitions)")
-    return 0
+    text = format_table(rows) if rows else "(no transitions)"
+    return emit(args, "Journal transitions", {"transitions": rows}, text)
 
 
 def prune(args: argparse.Namespace) -> int:
@@ -79,12 +77,9 @@ def prune(args: argparse.Namespace) -> int:
             count = journal.prune(cutoff)
     except JournalError as exc:
         raise CliError(str(exc)) from exc
-    if args.json:
-        print(json.dumps({"pruned_entities": count}))
-    else:
-        noun = "entity" if count == 1 else "entities"
-        print(f"forgot {count} ended {noun} older than {cutoff:%Y-%m-%d %H:%M} UTC")
-    return 0
+    noun = "entity" if count == 1 else "entities"
+    text = f"forgot {count} ended {noun} older than {cutoff:%Y-%m-%d %H:%M} UTC"
+    return emit(args, "Journal pruned", {"pruned_entities": count}, text)
 
 
 def _cell(value: object) -> str:

@@ -1,6 +1,7 @@
 """The service commands around a real container: ``start`` detaches a server on
-qemu:///system, a client CREATEs a VM and logs in, ``status`` sees the container, ``stop``
-ends it all: no process, no marked domain, no listening port left behind."""
+qemu:///system, a client CREATEs a VM and logs in, ``status`` and ``containers list`` see
+the container, ``stop`` ends it all: no process, no marked domain, no listening port, no
+admin socket left behind."""
 
 from __future__ import annotations
 
@@ -86,10 +87,17 @@ def test_start_create_status_stop(images, qemu, tmp_path):
         assert status.returncode == 0, status.stdout
         answer = json.loads(status.stdout)["data"]
         assert answer["pid"] == pid and answer["running"] is True
-        if (tmp_path / "run" / "admin.sock").exists():  # the admin channel answers
-            assert answer["containers"] == 1, answer
+        assert answer["containers"] == 1, answer
         text = cli("status", "-c", str(config))
         assert text.stdout.startswith(f"running (PID {pid})")
+
+        listed = cli("containers", "list", "-c", str(config), "--json")
+        assert listed.returncode == 0, listed.stdout + listed.stderr
+        (entry,) = json.loads(listed.stdout)["data"]["containers"]
+        assert entry["uuid"] == data["container_uuid"]
+        assert (entry["port"], entry["client"]) == (forwarder, "127.0.0.1")
+        table = cli("containers", "list", "-c", str(config))
+        assert data["container_uuid"] in table.stdout and str(forwarder) in table.stdout
     finally:
         stopped = cli("stop", "-c", str(config))
     assert (stopped.returncode, stopped.stdout) == (0, "stopped\n"), stopped.stderr
@@ -100,6 +108,7 @@ def test_start_create_status_stop(images, qemu, tmp_path):
     assert listening_ports(forwarder, forwarder) == set()
     assert listening_ports(port, port) == set()
     assert not (tmp_path / "run" / "server.pid").exists()
+    assert not (tmp_path / "run" / "admin.sock").exists()
     log = (tmp_path / "log" / "server.log").read_text()
     assert "Traceback" not in log
     assert cli("status", "-c", str(config)).returncode == 3

@@ -11,6 +11,13 @@ from anweddol_actors.journal import Journal
 from anweddol_actors.lifecycle import Lifecycle
 
 
+def transitions(stdout: str) -> list:
+    """The rows of ``journal --json``: the original's shape, rows in data.transitions."""
+    answer = json.loads(stdout)
+    assert (answer["status"], answer["message"]) == ("OK", "Journal transitions")
+    return answer["data"]["transitions"]
+
+
 def cli(*args):
     return subprocess.run(
         [sys.executable, "-m", "anweddol_actors", "journal", *args],
@@ -36,16 +43,16 @@ def test_json_is_the_history_oldest_first(db):
     path, expected = db
     result = cli("--json", "--db", str(path))
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == expected
+    assert transitions(result.stdout) == expected
 
 
 def test_json_filters_by_entity_and_kind(db):
     path, expected = db
-    by_entity = json.loads(cli("--json", "--entity", "c-1", "--db", str(path)).stdout)
+    by_entity = transitions(cli("--json", "--entity", "c-1", "--db", str(path)).stdout)
     assert by_entity == [row for row in expected if row["entity_id"] == "c-1"]
-    by_kind = json.loads(cli("--json", "--kind", "session", "--db", f"sqlite:///{path}").stdout)
+    by_kind = transitions(cli("--json", "--kind", "session", "--db", f"sqlite:///{path}").stdout)
     assert by_kind == [row for row in expected if row["kind"] == "session"]
-    assert json.loads(cli("--json", "--entity", "nobody", "--db", str(path)).stdout) == []
+    assert transitions(cli("--json", "--entity", "nobody", "--db", str(path)).stdout) == []
 
 
 def test_table_is_aligned(db):
@@ -83,7 +90,7 @@ def test_config_file_names_the_journal(db, tmp_path):
     config = write_config(tmp_path, path)
     result = cli("-c", config, "--entity", "c-1", "--json")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == [row for row in expected if row["entity_id"] == "c-1"]
+    assert transitions(result.stdout) == [row for row in expected if row["entity_id"] == "c-1"]
     table = cli("--config", config)
     assert table.returncode == 0 and len(table.stdout.splitlines()) == 1 + len(expected)
     # Standard output stays the table; the source goes to standard error.
@@ -94,7 +101,7 @@ def test_db_overrides_the_config_file(db, tmp_path):
     path, expected = db
     config = write_config(tmp_path, tmp_path / "absent.sqlite3")
     result = cli("-c", config, "--db", str(path), "--json")
-    assert json.loads(result.stdout) == expected
+    assert transitions(result.stdout) == expected
     result = cli("-c", config, "--json")
     assert result.returncode == 2 and "journal database not found" in result.stdout
 
@@ -102,7 +109,7 @@ def test_db_overrides_the_config_file(db, tmp_path):
 def test_system_file_from_the_environment(db, tmp_path, monkeypatch):
     path, expected = db
     monkeypatch.setenv("ANWEDDOL_ACTORS_CONFIG", write_config(tmp_path, path))
-    assert json.loads(cli("--json").stdout) == expected
+    assert transitions(cli("--json").stdout) == expected
 
 
 def test_statecharts_reads_the_journal_of_the_config_file(db, tmp_path):

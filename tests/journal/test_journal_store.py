@@ -146,8 +146,8 @@ def test_prune_from_the_command_line(tmp_path):
         lifecycle.fire("destroy")
     command = [sys.executable, "-m", "anweddol_actors", "journal", "--db", str(path), "--json"]
     kept = subprocess.run([*command, "--prune-days", "1"], capture_output=True, text=True)
-    assert json.loads(kept.stdout) == {"pruned_entities": 0}
+    assert json.loads(kept.stdout)["data"] == {"pruned_entities": 0}
     gone = subprocess.run([*command, "--prune-days", "0"], capture_output=True, text=True)
-    assert json.loads(gone.stdout) == {"pruned_entities": 1}
+    assert json.loads(gone.stdout)["data"] == {"pruned_entities": 1}
     bad = subprocess.run([*command, "--prune-days", "-3"], capture_output=True, text=True)
     assert bad.returncode == 2 and "negative" in bad.stderr

@@ -135,7 +135,7 @@ def test_serves_until_sigterm_and_keeps_its_keys(tmp_path):
     )
     import json
 
-    rows = json.loads(result.stdout)
+    rows = json.loads(result.stdout)["data"]["transitions"]
     assert [row["trigger"] for row in rows] == ["start", "stop", "destroy"]
 
 
