@@ -5,14 +5,13 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from adminsupport import serve_stand_in
+from commands import run_command
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from anweddol_actors.cli.keyfiles import load_private_key
@@ -24,15 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("ANWEDDOL_ACTORS_CONFIG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "anweddol_actors", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
+    return run_command(*args, timeout=timeout)
 
 
 @pytest.fixture

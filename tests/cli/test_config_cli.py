@@ -4,13 +4,12 @@ administrator runs them (a subprocess; files under tmp_path; never /etc)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from commands import run_command
 
 from anweddol_actors.config import dump_default, load_config
 from anweddol_actors.hypervisor.kvm import local_kvm_usable
@@ -26,15 +25,7 @@ REFERENCE_CONFIG = next(
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    environment = {k: v for k, v in os.environ.items() if k != "ANWEDDOL_ACTORS_CONFIG"}
-    environment.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "anweddol_actors", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=environment,
-    )
+    return run_command(*args, env=env)
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:

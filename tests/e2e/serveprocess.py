@@ -16,6 +16,8 @@ import threading
 import time
 from pathlib import Path
 
+from commands import stop_process
+
 from anweddol_actors.client import Client
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,13 +122,6 @@ class ServeProcess:
 
     def stop(self, timeout: float = 120) -> int:
         """SIGTERM, then wait; SIGKILL (and fail) if it does not end in ``timeout``."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-                raise AssertionError(f"server did not stop within {timeout} s") from None
+        code = stop_process(self.process, timeout)
         self._reader.join(timeout=10)
-        return self.process.returncode
+        return code

@@ -4,14 +4,13 @@ real CREATE, ``containers list`` showing it, ``containers destroy`` ending it wh
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 
 import pytest
+from commands import run_command
 from probes import refuses
-from serveprocess import ROOT, ServeProcess, write_config
+from serveprocess import ServeProcess, write_config
 from serverharness import wait_for
 
 from anweddol_actors.lifecycle.events import CONTEXT_DEFERRED_CALL
@@ -20,14 +19,7 @@ pytestmark = pytest.mark.vm
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "anweddol_actors", *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
-    )
+    return run_command(*args, timeout=180)
 
 
 def stop_rows(database, container_uuid: str) -> list[tuple[str, int, str]]:

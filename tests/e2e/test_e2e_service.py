@@ -6,31 +6,22 @@ admin socket left behind."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from commands import run_command
 from probes import listening_ports, ssh_run
-from serveprocess import ROOT, write_config
+from serveprocess import write_config
 
 from anweddol_actors.client import Client
 from anweddol_actors.service import pidfile
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ANWEDDOL_ACTORS_CONFIG": "/nonexistent/anweddol_actors.yaml"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    return subprocess.run(
-        [sys.executable, "-m", "anweddol_actors", *args],
-        capture_output=True,
-        text=True,
-        timeout=400,
-        env=env,
-    )
+    return run_command(*args, timeout=400)
 
 
 def free_port() -> int:

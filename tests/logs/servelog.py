@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from commands import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,12 +78,4 @@ class LoggingServer:
             time.sleep(0.05)
 
     def stop(self, timeout: float = 120) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-                raise AssertionError(f"server did not stop within {timeout} s") from None
-        return self.process.returncode
+        return stop_process(self.process, timeout)

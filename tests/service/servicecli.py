@@ -10,30 +10,20 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
+
+from commands import command_env, run_command
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    env = {**os.environ, **extra}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    # The system file must never decide a test's configuration.
-    env["ANWEDDOL_ACTORS_CONFIG"] = "/nonexistent/anweddol_actors.yaml"
-    return env
+    return command_env(**extra)
 
 
 def cli(*args: str, timeout: float = 200) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "anweddol_actors", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=child_env(),
-        cwd=ROOT,
-    )
+    return run_command(*args, timeout=timeout, cwd=ROOT)
 
 
 def free_port() -> int:
