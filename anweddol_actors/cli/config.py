@@ -70,8 +70,11 @@ def run_show(args: argparse.Namespace) -> int:
     # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
     import yaml
 
+    # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
+    from anweddol_actors.config.compat import acted_on
+
     loaded = load(args)
-    document = loaded.config.to_dict()
+    document = acted_on(loaded.config.to_dict(), loaded.given)
     text = f"# configuration: {loaded.source}\n" + yaml.safe_dump(
         document, sort_keys=False, default_flow_style=False
     )

@@ -29,6 +29,8 @@ class LoadedConfig:
     # One line each: keys whose meaning changed from the original, or accepted and not
     # acted on (the command prints or logs them).
     warnings: list[str] = field(default_factory=list)
+    # ``section.key`` of every key the file set (none for the embedded default).
+    given: tuple[str, ...] = ()
 
     @property
     def source(self) -> str:
@@ -82,7 +84,7 @@ def load(args: argparse.Namespace, *, check_host: bool = False) -> LoadedConfig:
         problem = domain_type_problem(loaded.config)
         if problem:
             raise CliError(f"{loaded.name}: {problem}")
-    return LoadedConfig(loaded.config, path, list(loaded.warnings))
+    return LoadedConfig(loaded.config, path, list(loaded.warnings), loaded.given)
 
 
 def say_source(args: argparse.Namespace, loaded: LoadedConfig) -> None:

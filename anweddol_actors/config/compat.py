@@ -18,7 +18,28 @@ from typing import Any
 
 from anweddol_actors.config.model import ServerConfig
 
-__all__ = ["given_keys", "warnings"]
+__all__ = ["NOT_ACTED_ON", "acted_on", "given_keys", "warnings"]
+
+# Keys accepted so that the original's files load, and not acted on (a warning names each
+# one a file sets); a section name alone stands for all of its keys.
+NOT_ACTED_ON = ("container.wait_max_tryout", "web_server")
+
+
+def acted_on(document: dict[str, dict[str, Any]], given: tuple[str, ...]) -> dict:
+    """``document`` (a configuration's ``to_dict()``) without the keys of
+    ``NOT_ACTED_ON`` that the file did not set: what ``config show`` prints, so that a copy
+    of it loads back without warnings about keys nobody wrote."""
+    shown: dict[str, dict[str, Any]] = {}
+    for section, keys in document.items():
+        kept = {
+            key: value
+            for key, value in keys.items()
+            if f"{section}.{key}" in given
+            or not any(f"{section}.{key}" == k or section == k for k in NOT_ACTED_ON)
+        }
+        if kept:
+            shown[section] = kept
+    return shown
 
 
 def given_keys(document: Mapping[str, Any] | None) -> tuple[str, ...]:

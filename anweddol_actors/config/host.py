@@ -8,18 +8,31 @@ must not probe KVM.
 from __future__ import annotations
 
 import os
+import pwd
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from anweddol_actors.config.model import ServerConfig
 
-__all__ = ["domain_type_problem", "file_problems", "host_problems"]
+__all__ = ["domain_type_problem", "file_problems", "host_problems", "user_problem"]
 
 
 def host_problems(config: ServerConfig) -> list[str]:
     """Every problem of ``config`` on this host (``config check``)."""
-    problem = domain_type_problem(config)
-    return ([problem] if problem else []) + file_problems(config)
+    problems = [domain_type_problem(config), user_problem(config)]
+    return [problem for problem in problems if problem] + file_problems(config)
+
+
+def user_problem(config: ServerConfig) -> str | None:
+    """``server.user`` names no account of this host (``serve`` would refuse it)."""
+    name = config.server.user
+    if not name:
+        return None
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return f"server.user: no such user {name!r}"
+    return None
 
 
 def domain_type_problem(config: ServerConfig) -> str | None:

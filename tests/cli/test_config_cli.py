@@ -38,7 +38,8 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
 
 @pytest.fixture
 def original(tmp_path) -> Path:
-    """The original's file, with what this host lacks put right: its ISO and kvm."""
+    """The original's file, with what this host lacks put right: its ISO, kvm, and its
+    user `anweddol` (this host has `nobody`)."""
     if not REFERENCE_CONFIG.exists():
         pytest.skip("reference config.yaml not available")
     iso = tmp_path / "anweddol_container.iso"
@@ -46,6 +47,7 @@ def original(tmp_path) -> Path:
     text = REFERENCE_CONFIG.read_text()
     text = text.replace("/etc/anweddol/iso/anweddol_container.iso", str(iso))
     text = text.replace("domain_type: kvm", "domain_type: auto")
+    text = text.replace("  user: anweddol", "  user: nobody")
     path = tmp_path / "original.yaml"
     path.write_text(text)
     return path
@@ -179,3 +181,26 @@ def test_environment_names_the_system_file_when_it_exists(tmp_path):
     result = cli("config", "show", env={"ANWEDDOL_ACTORS_CONFIG": str(absent)})
     assert result.stdout.startswith(f"# configuration: embedded default (no {absent})\n")
     assert yaml.safe_load(result.stdout)["server"]["listen_port"] == 6150
+
+
+def test_a_copy_of_show_loads_back_without_warnings(tmp_path):
+    # Keys accepted only so that the original's files load are not shown unless the file
+    # set them: a copy of `config show` must not warn about keys nobody wrote.
+    shown = tmp_path / "shown.yaml"
+    result = cli("config", "show")
+    assert result.returncode == 0, result.stderr
+    shown.write_text(result.stdout)
+    document = yaml.safe_load(result.stdout)
+    assert "web_server" not in document and "wait_max_tryout" not in document["container"]
+    checked = cli("config", "check", "-c", str(shown))
+    assert (checked.returncode, checked.stdout) == (0, f"ok: {shown}\n")
+    assert load_config(shown) == load_config(None)
+
+
+def test_check_refuses_a_server_user_this_host_does_not_have(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("server:\n  user: no-such-user-anweddol\n")
+    line = one_line_error(cli("config", "check", "-c", str(path)))
+    assert line == f"error: {path}: server.user: no such user 'no-such-user-anweddol'"
+    path.write_text("server:\n  user: nobody\n")
+    assert cli("config", "check", "-c", str(path)).returncode == 0
