@@ -28,7 +28,7 @@ from typing import Any
 from anweddol_actors.actors.base import one_line
 from anweddol_actors.admin.client import AdminError
 from anweddol_actors.engine import admin as operations
-from anweddol_actors.transport.limits import RateLimitedLog
+from anweddol_actors.logs.ratelimited import RateLimitedLog
 
 log = logging.getLogger(__name__)
 

@@ -88,8 +88,7 @@ def _image_checks() -> list[Check]:
 def _key_check(server) -> Check:
     """The configured RSA key and its fingerprint (made at first start when missing)."""
     # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
-    from anweddol_actors.cli.keyfiles import load_private_key
-    from anweddol_actors.cli.serve import key_fingerprint
+    from anweddol_actors.cli.keyfiles import key_fingerprint, load_private_key
 
     if server.enable_onetime_rsa_keys:
         return Check("RSA key", True, "one-time keys: a new pair at every start")

@@ -7,11 +7,14 @@ where the server would read it.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
 
 from anweddol_actors.cli import CliError
+
+log = logging.getLogger("anweddol_actors.serve")
 
 
 def write_key_pair(wrapper, private_path: str | Path, public_path: str | Path, *, replace: bool):
@@ -72,3 +75,47 @@ def load_private_key(path: str | Path):
     except Exception as exc:
         raise CliError(f"{path}: not a usable RSA private key ({exc})") from None
     return wrapper
+
+
+def load_or_create_keys(config):
+    """The server's RSA key pair: loaded from its file, or made once and kept (0600)."""
+    # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
+    from anweddol_actors.core.crypto import RSAWrapper
+
+    server = config.server
+    if server.enable_onetime_rsa_keys:
+        return RSAWrapper()
+    private_path = Path(server.private_rsa_key_file_path)
+    if private_path.exists():
+        return load_private_key(private_path)
+    log.info("generating the server's RSA-4096 key pair in %s", private_path.parent)
+    wrapper = RSAWrapper()
+    try:
+        write_key_pair(wrapper, private_path, server.public_rsa_key_file_path, replace=False)
+    except FileExistsError:
+        return load_private_key(private_path)  # another start made it meanwhile: use it
+    except OSError as exc:
+        raise CliError(f"cannot store the RSA keys in {private_path.parent}: {exc}") from None
+    return wrapper
+
+
+def key_fingerprint(rsa_wrapper) -> str:
+    """The fingerprint clients check the server's key against (``protocol.crypto``)."""
+    # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
+    from anweddol_actors.protocol.crypto import fingerprint
+
+    return fingerprint(rsa_wrapper.private_key)
+
+
+def file_fingerprint(config) -> str | None:
+    """The fingerprint of the configured public key file (None when it cannot be read)."""
+    if config.server.enable_onetime_rsa_keys:
+        return None  # a one-time key lives only in the server
+    # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
+    from anweddol_actors.protocol.crypto import fingerprint, load_public_key
+
+    try:
+        key = load_public_key(Path(config.server.public_rsa_key_file_path).read_bytes())
+        return fingerprint(key)
+    except (OSError, ValueError, TypeError):
+        return None

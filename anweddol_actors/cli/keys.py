@@ -31,8 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
     from anweddol_actors.admin.client import AdminError, ask
-    from anweddol_actors.cli.keyfiles import write_key_pair
-    from anweddol_actors.cli.serve import key_fingerprint
+    from anweddol_actors.cli.keyfiles import key_fingerprint, write_key_pair
     from anweddol_actors.core.crypto import RSAWrapper
 
     loaded = load(args)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from anweddol_actors.cli import CliError
 from anweddol_actors.cli.configfile import add_config_option, load
+from anweddol_actors.cli.keyfiles import key_fingerprint, load_or_create_keys
 from anweddol_actors.errors import AnweddolError
 from anweddol_actors.service import pidfile, privileges
 from anweddol_actors.service.policies import LivePolicies
@@ -147,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     def announce(context, data) -> None:
         host, port = server.listen_address[:2]
         log.info("serving on %s:%s (ISO %s)", host or "0.0.0.0", port, settings.iso_path)
-        admin.append(start_admin(server, config, fingerprint))
+        admin.append(start_admin(server, config))
         # Everything root must open is open now (the admin socket too, above): drop to
         # server.user, then say we are up by writing the PID file.
         try:
@@ -422,37 +423,6 @@ def prepare_host(settings) -> None:
         raise CliError(f"container ISO {settings.iso_path} is missing or unreadable")
 
 
-def load_or_create_keys(config):
-    """The server's RSA key pair: loaded from its file, or made once and kept (0600)."""
-    # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
-    from anweddol_actors.cli.keyfiles import load_private_key, write_key_pair
-    from anweddol_actors.core.crypto import RSAWrapper
-
-    server = config.server
-    if server.enable_onetime_rsa_keys:
-        return RSAWrapper()
-    private_path = Path(server.private_rsa_key_file_path)
-    if private_path.exists():
-        return load_private_key(private_path)
-    log.info("generating the server's RSA-4096 key pair in %s", private_path.parent)
-    wrapper = RSAWrapper()
-    try:
-        write_key_pair(wrapper, private_path, server.public_rsa_key_file_path, replace=False)
-    except FileExistsError:
-        return load_private_key(private_path)  # another start made it meanwhile: use it
-    except OSError as exc:
-        raise CliError(f"cannot store the RSA keys in {private_path.parent}: {exc}") from None
-    return wrapper
-
-
-def key_fingerprint(rsa_wrapper) -> str:
-    """The fingerprint clients check the server's key against (``protocol.crypto``)."""
-    # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
-    from anweddol_actors.protocol.crypto import fingerprint
-
-    return fingerprint(rsa_wrapper.private_key)
-
-
 def install_policies(server, config) -> LivePolicies:
     """The deployed server's policies (PROTOCOL.md §3): IP filter and access tokens.
 
@@ -503,16 +473,17 @@ def configure_logging(args: argparse.Namespace, config) -> None:
         raise CliError(str(exc)) from None
 
 
-def start_admin(server, config, fingerprint: str):
+def start_admin(server, config):
     """The admin channel (``containers``, ``status``) beside a listening server: an
     ``AdminServer``, or None (logged) when its socket cannot be made: clients are served
-    anyway, only the admin commands are missing."""
+    anyway, only the admin commands are missing. Its ``status`` gives the key's
+    fingerprint from the engine's own key."""
     # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
     from anweddol_actors.admin.client import AdminError
     from anweddol_actors.admin.server import AdminServer
 
     path, owner = config.server.admin_socket_path, config.server.user
-    channel = AdminServer(server.engine, path, owner, status=lambda: {"fingerprint": fingerprint})
+    channel = AdminServer(server.engine, path, owner)
     try:
         return channel.start()
     except AdminError as exc:

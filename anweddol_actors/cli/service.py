@@ -26,6 +26,7 @@ from typing import Any
 
 from anweddol_actors.cli import CliError, serve
 from anweddol_actors.cli.configfile import LoadedConfig, add_config_option, load
+from anweddol_actors.cli.keyfiles import file_fingerprint
 from anweddol_actors.cli.output import emit, emit_failure
 from anweddol_actors.service import pidfile
 from anweddol_actors.service.pidfile import DEFAULT_PID_FILE
@@ -130,17 +131,9 @@ def serve_command(loaded: LoadedConfig, pid_path: str, log_path: str) -> list[st
     if loaded.path is not None:
         # Absolute: the child runs in /, and must read the very file this command read.
         command += ["--config", os.path.abspath(loaded.path)]
-    if serve_takes_log_file():
-        command += ["--log-file", log_path]
-    return command
-
-
-def serve_takes_log_file() -> bool:
-    """Whether ``serve`` writes its log file itself (``--log-file``); without it, the log
-    file is the child's standard error, which ``start`` opens."""
-    subparsers = argparse.ArgumentParser().add_subparsers()
-    serve.register(subparsers)
-    return "--log-file" in subparsers.choices["serve"]._option_string_actions
+    # serve writes its log there; its standard error goes there too (start opens the
+    # file for it), so that an error before logging is set up is in the same file.
+    return command + ["--log-file", log_path]
 
 
 def needs_image_build(config) -> bool:
@@ -337,23 +330,6 @@ def duration(seconds: Any) -> str:
     parts = [(days, "d"), (hours, "h"), (minutes, "min"), (seconds, "s")]
     shown = [f"{value} {unit}" for value, unit in parts if value]
     return " ".join(shown[:2]) or "0 s"
-
-
-def file_fingerprint(config) -> str | None:
-    """The fingerprint of the configured public key file (None when it cannot be read)."""
-    if config.server.enable_onetime_rsa_keys:
-        return None  # a one-time key lives only in the server
-    # Loaded here, not at the top: only status reads key files.
-    from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
-    # Loaded here, not at the top: only status reads key files.
-    from anweddol_actors.protocol.crypto import fingerprint
-
-    try:
-        key = load_pem_public_key(Path(config.server.public_rsa_key_file_path).read_bytes())
-        return fingerprint(key)
-    except (OSError, ValueError, TypeError):
-        return None
 
 
 def configured_listen(config) -> str:

@@ -13,8 +13,7 @@ import threading
 
 from anweddol_actors.logs.ratelimited import RateLimitedLog
 
-# RateLimitedLog is re-exported: the listener and the admin channel take it from here.
-__all__ = ["ConnectionLimits", "RateLimitedLog"]
+__all__ = ["ConnectionLimits"]
 
 
 class ConnectionLimits:

@@ -22,7 +22,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from anweddol_actors.transport.limits import ConnectionLimits, RateLimitedLog
+from anweddol_actors.logs.ratelimited import RateLimitedLog
+from anweddol_actors.transport.limits import ConnectionLimits
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,7 @@ from adminsupport import serve_stand_in
 from commands import run_command
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from anweddol_actors.cli.keyfiles import load_private_key
-from anweddol_actors.cli.serve import load_or_create_keys
+from anweddol_actors.cli.keyfiles import load_or_create_keys, load_private_key
 from anweddol_actors.config import load_config
 from anweddol_actors.protocol.crypto import fingerprint
 

@@ -6,7 +6,8 @@ import threading
 
 import pytest
 
-from anweddol_actors.transport import ConnectionLimits, RateLimitedLog
+from anweddol_actors.logs.ratelimited import RateLimitedLog
+from anweddol_actors.transport import ConnectionLimits
 
 
 def test_caps_in_all_and_per_address():
