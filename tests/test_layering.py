@@ -57,7 +57,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli",),
     # admin: the admin socket's server (over the engine) and client; beside core, which
     # never imports it.
-    ("core", "admin"),
+    # web: the HTTP front end (over the engine), beside them too.
+    ("core", "admin", "web"),
     ("engine",),
     ("actors", "transport"),
     (
@@ -72,6 +73,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "client",
         "logs",
         "service",
+        "metrics",
     ),
     ("protocol",),
     # The one exception base: everything, the sans-IO protocol included, derives from it.

@@ -22,7 +22,12 @@ __all__ = ["NOT_ACTED_ON", "acted_on", "given_keys", "warnings"]
 
 # Keys accepted so that the original's files load, and not acted on (a warning names each
 # one a file sets); a section name alone stands for all of its keys.
-NOT_ACTED_ON = ("container.wait_max_tryout", "web_server")
+NOT_ACTED_ON = (
+    "container.wait_max_tryout",
+    "web_server.log_file_path",
+    "web_server.pid_file_path",
+    "web_server.user",
+)
 
 
 def acted_on(document: dict[str, dict[str, Any]], given: tuple[str, ...]) -> dict:
@@ -93,11 +98,16 @@ def _wait_max_tryout(given: Given, config: ServerConfig) -> Iterator[str]:
 
 
 def _web_server(given: Given, config: ServerConfig) -> Iterator[str]:
-    keys = [f"web_server.{key}" for section, key in given if section == "web_server"]
+    # The original's web server was a daemon of its own; here it runs inside serve.
+    keys = [
+        f"web_server.{key}"
+        for section, key in given
+        if section == "web_server" and key in ("log_file_path", "pid_file_path", "user")
+    ]
     if keys:
         yield (
-            f"{', '.join(keys)}: not acted on: this version has no REST (web) server; "
-            "clients use the server's own protocol on server.listen_port"
+            f"{', '.join(keys)}: not acted on: the web server runs inside serve's process, "
+            "which uses server.log_file_path, server.pid_file_path and server.user"
         )
 
 

@@ -80,13 +80,26 @@ class ServerSectionConfig(_Section):
 
 @dataclass(frozen=True)
 class WebServerConfig(_Section):
-    log_file_path: str | None
-    pid_file_path: str | None
-    user: str | None
-    listen_port: int
+    enabled: bool
+    bind_address: str | None
+    listen_port: int | None
     enable_ssl: bool
     ssl_pem_private_key_file_path: str | None
     ssl_pem_certificate_file_path: str | None
+    enable_metrics: bool
+    enable_ui: bool
+    admin_allowed_ip_list: tuple[str, ...]
+    log_file_path: str | None
+    pid_file_path: str | None
+    user: str | None
+
+    @property
+    def port(self) -> int:
+        """The port to listen on: ``listen_port``, else the original's default for the
+        scheme (8080 for HTTP, 4443 for HTTPS)."""
+        if self.listen_port is not None:
+            return self.listen_port
+        return 4443 if self.enable_ssl else 8080
 
 
 @dataclass(frozen=True)

@@ -220,14 +220,27 @@ SECTIONS: dict[str, dict[str, Any]] = {
         "max_log_lines_amount": _integer(4000, min=1),
         "action": _string("archive", check_with=_one_of("delete", "archive")),
     },
+    # The HTTP front end (anweddol_actors.web), in serve's process beside the TCP server.
     "web_server": {
-        "log_file_path": _string(None),
-        "pid_file_path": _string(None),
-        "user": _string(None),
-        "listen_port": _port(8080),
+        # Ours: the original had no switch (its web server was a separate command).
+        "enabled": _boolean(False),
+        # Ours: null listens where the TCP server does (server.bind_address).
+        "bind_address": _string(None, check_with=_bind_address),
+        # null: 8080, or 4443 with enable_ssl (the original's two defaults).
+        "listen_port": _integer(None, nullable=True, min=1, max=65535),
         "enable_ssl": _boolean(False),
         "ssl_pem_private_key_file_path": _string(None),
         "ssl_pem_certificate_file_path": _string(None),
+        # Ours: GET /metrics (Prometheus text format) and the operator's page /ui/.
+        "enable_metrics": _boolean(False),
+        "enable_ui": _boolean(False),
+        # Ours: who may load /ui/ (and its data); the API and /metrics follow ip_filter.
+        "admin_allowed_ip_list": _ip_list(["127.0.0.1", "::1"]),
+        # The original ran its web server as a daemon of its own: these three are kept so
+        # that its files load; here the one process uses the server section's.
+        "log_file_path": _string(None),
+        "pid_file_path": _string(None),
+        "user": _string(None),
     },
 }
 
@@ -305,4 +318,9 @@ def cross_check(document: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, st
                 f"container.max_allowed_running_container_domains ({maximum})",
             )
         )
+    web = document["web_server"]
+    if web["enable_ssl"]:
+        for key in ("ssl_pem_private_key_file_path", "ssl_pem_certificate_file_path"):
+            if not web[key]:
+                problems.append((f"web_server.{key}", "must be set when enable_ssl is true"))
     return problems

@@ -45,11 +45,9 @@ def test_original_file_gives_exactly_its_warnings(original):
         "container.wait_max_tryout is not acted on: the wait for a new guest (its address "
         "in nat mode, then its SSH server) is bounded by container.ready_timeout instead "
         "(120 s)",
-        "web_server.log_file_path, web_server.pid_file_path, web_server.user, "
-        "web_server.listen_port, web_server.enable_ssl, "
-        "web_server.ssl_pem_private_key_file_path, web_server.ssl_pem_certificate_file_path: "
-        "not acted on: this version has no REST (web) server; clients use the server's own "
-        "protocol on server.listen_port",
+        "web_server.log_file_path, web_server.pid_file_path, web_server.user: not acted on: "
+        "the web server runs inside serve's process, which uses server.log_file_path, "
+        "server.pid_file_path and server.user",
     )
     assert "server.timeout" in loaded.given and "container.network_mode" not in loaded.given
 
@@ -83,6 +81,8 @@ def test_embedded_default_and_the_default_file_give_no_warning(tmp_path):
         "container: {container_memory: 1024, container_vcpus: 2, domain_type: qemu}",
         "server: {timeout: null, enable_onetime_rsa_keys: False}",
         "web_server:\n",
+        # The web server's own keys are acted on.
+        "web_server: {enabled: true, listen_port: 8443, enable_metrics: true}",
     ],
 )
 def test_keys_that_need_no_warning(tmp_path, text):
@@ -90,8 +90,8 @@ def test_keys_that_need_no_warning(tmp_path, text):
 
 
 def test_only_the_keys_the_file_sets_are_named(tmp_path):
-    (line,) = warnings_of(tmp_path, "web_server: {enable_ssl: true, listen_port: 8443}\n")
-    assert line.startswith("web_server.enable_ssl, web_server.listen_port: not acted on")
+    (line,) = warnings_of(tmp_path, "web_server: {user: www, listen_port: 8443}\n")
+    assert line.startswith("web_server.user: not acted on")
     (line,) = warnings_of(tmp_path, "container: {wait_max_tryout: 5, ready_timeout: 30}\n")
     assert line.endswith("bounded by container.ready_timeout instead (30 s)")
     (line,) = warnings_of(tmp_path, "container: {nat_interface_name: br7}\n")

@@ -257,7 +257,7 @@ def test_original_key_and_warnings_at_start(tmp_path):
         f"  private_rsa_key_file_path: '{rsa}/private.pem'\n"
         "  enable_onetime_rsa_keys: False\n"
         "web_server:\n"
-        "  listen_port: 8080\n"
+        "  pid_file_path: /var/run/anweddol_web.pid\n"
     )
     process, port, lines = start_serving(config)
     try:
@@ -269,7 +269,7 @@ def test_original_key_and_warnings_at_start(tmp_path):
     assert [w.split(" ", 1)[0] for w in warnings] == [
         "container.nat_interface_name",
         "container.wait_max_tryout",
-        "web_server.listen_port:",
+        "web_server.pid_file_path:",
     ]
     assert any(f"RSA key fingerprint (SHA-256): {fingerprint(key)}" in line for line in lines)
 
