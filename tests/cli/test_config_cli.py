@@ -191,7 +191,8 @@ def test_a_copy_of_show_loads_back_without_warnings(tmp_path):
     assert result.returncode == 0, result.stderr
     shown.write_text(result.stdout)
     document = yaml.safe_load(result.stdout)
-    assert "web_server" not in document and "wait_max_tryout" not in document["container"]
+    assert "wait_max_tryout" not in document["container"]
+    assert "enabled" in document["web_server"] and "user" not in document["web_server"]
     checked = cli("config", "check", "-c", str(shown))
     assert (checked.returncode, checked.stdout) == (0, f"ok: {shown}\n")
     assert load_config(shown) == load_config(None)
