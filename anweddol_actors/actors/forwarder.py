@@ -12,6 +12,7 @@ a forwarder adopted after a restart protects the same address.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from anweddol_actors.actors.base import EntityActor, FailureListener, Refused, governed
 from anweddol_actors.forwarding.ports import reserve_port
@@ -38,9 +39,12 @@ class ForwarderActor(EntityActor):
         max_connections: int | None = None,
         max_connections_per_address: int | None = None,
         owner: str | None = None,
+        relays: Any = None,
     ) -> None:
         """``lifecycle``: a resumed one (state ``started``), to adopt a previous run's;
-        its journalled owner is used when ``owner`` is not given."""
+        its journalled owner is used when ``owner`` is not given. ``relays``: told when
+        the relay starts and once it has ended (``metrics.ForwarderTotals``: the server's
+        byte and connection totals read each running relay and fold each ended one)."""
         super().__init__(on_failed)
         self.id = forwarder_id
         self.target = target
@@ -52,6 +56,7 @@ class ForwarderActor(EntityActor):
         self.owner = owner or self.lifecycle.data.get("owner") or None
         self._socket = None
         self._relay: Relay | None = None
+        self._relays = relays
         self._started_at = time.monotonic()
 
     def describe(self) -> dict:
@@ -97,6 +102,7 @@ class ForwarderActor(EntityActor):
         )
         self._relay = self._new_relay()
         self._relay.start()
+        self._relay_started(self._relay)
         return transition
 
     def _new_relay(self) -> Relay:
@@ -118,7 +124,12 @@ class ForwarderActor(EntityActor):
         self._socket = reserve_port(range(low, high + 1), self.bind_address)
         self._relay = self._new_relay()
         self._relay.start()
+        self._relay_started(self._relay)
         return self.port
+
+    def _relay_started(self, relay: Relay) -> None:
+        if self._relays is not None:
+            self._relays.started(relay)
 
     def idle_seconds(self) -> float:
         """Seconds since the last connection through the forwarder closed (0 while one is
@@ -142,6 +153,9 @@ class ForwarderActor(EntityActor):
         try:
             if relay is not None:
                 relay.stop()
+                if self._relays is not None:
+                    # Stopped and joined: its counts are final, folded into the totals.
+                    self._relays.ended(relay)
         finally:
             if sock is not None:
                 try:

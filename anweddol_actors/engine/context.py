@@ -17,8 +17,12 @@ from anweddol_actors.engine.dispatch import Dispatch
 from anweddol_actors.engine.settings import Settings
 from anweddol_actors.hypervisor import Hypervisor, HypervisorError
 from anweddol_actors.journal import Journal
+from anweddol_actors.metrics import Metrics, NoMetrics, containers_by_state
 
 log = logging.getLogger(__name__)
+
+# How long a scrape waits for the registry actor's answer.
+_READING_TIMEOUT = 2.0
 
 # A verb's routine: ``routine(request) -> dict | None`` (the response in passive mode).
 Verb = Callable[["Request"], Any]
@@ -118,6 +122,29 @@ class EngineContext:
     recovered: threading.Event = field(default_factory=threading.Event)
     # The entity ids the journal held alive when this run started (what recovery reconciles).
     earlier_run: set[str] = field(default_factory=set)
+    # The server's metrics (``/metrics``); a context made outside a server counts nothing.
+    metrics: Metrics | NoMetrics = field(default_factory=NoMetrics)
+
+    def __post_init__(self) -> None:
+        self.use_metrics(self.metrics)
+
+    def use_metrics(self, metrics: Metrics | NoMetrics) -> None:
+        """Count with ``metrics`` from now on: it is told of journalled transitions and
+        runtime errors, and reads the containers, slots and uptime at each scrape.
+        Call it before the server starts (forwarders already made keep the old one)."""
+        self.metrics = metrics
+        self.journal.on_recorded = metrics.transitions_recorded
+        self.dispatch.on_error = metrics.runtime_error
+        metrics.watch(
+            verbs=self.verbs,
+            containers=lambda: containers_by_state(self.journal),
+            available=self._available_slots,
+            uptime=self.uptime_seconds,
+        )
+
+    def _available_slots(self) -> int | None:
+        # Bounded: a scrape must not hang on a busy registry.
+        return self.registry.available().get(timeout=_READING_TIMEOUT)
 
     def hypervisor_ready(self) -> bool:
         """Whether a request may use libvirt now: recovered, and libvirt answers."""
@@ -125,6 +152,10 @@ class EngineContext:
 
     def uptime(self) -> int:
         return 0 if self.started_at is None else int(time.monotonic() - self.started_at)
+
+    def uptime_seconds(self) -> float:
+        started_at = self.started_at
+        return 0.0 if started_at is None else time.monotonic() - started_at
 
 
 @dataclass

@@ -99,6 +99,8 @@ def _hypervisor_lost(exc: BaseException) -> bool:
 
 def create(request: Request) -> dict | None:
     context = request.context
+    # Where the time goes (metrics/families.py, CREATE_PHASES): observed once delivered.
+    clock = context.metrics.create_clock()
     if context.stopping.is_set():
         reason = "The server is stopping"
     elif not context.hypervisor_ready():
@@ -110,9 +112,10 @@ def create(request: Request) -> dict | None:
         reason = None
     if reason is not None:
         return respond(request, False, RESPONSE_MSG_UNAVAILABLE, reason=reason)
+    clock.lap("admission")
     done = _Done()
     try:
-        response_data = _steps(request, done)
+        response_data = _steps(request, done, clock)
     except HandleEnded:
         _unwind(context, done, request.base_data, "the client was closed by a handler")
         return None
@@ -138,6 +141,8 @@ def create(request: Request) -> dict | None:
             f"the CREATE response was not delivered: {one_line(exc)}"
         ) from exc
     _mark_serving(done, response_data["container_listen_port"])
+    clock.lap("response")
+    clock.done()
     pause(context.settings, "create:response_sent")
     return response
 
@@ -152,7 +157,7 @@ def _mark_serving(done: _Done, listen_port: int) -> None:
         log.info("container %s not marked serving: %s", done.container_uuid, one_line(exc))
 
 
-def _steps(request: Request, done: _Done) -> dict:
+def _steps(request: Request, done: _Done, clock: Any) -> dict:
     context = request.context
     settings = context.settings
     base = request.base_data
@@ -179,9 +184,11 @@ def _steps(request: Request, done: _Done) -> dict:
     pause(settings, "create:created")
 
     _start_domain_unless_started(container, container_uuid, emit)
+    clock.lap("define")
     pause(settings, "create:domain_started")
 
     host, port = wait_ready(container, container_uuid, settings.ready_timeout)
+    clock.lap("boot")
     go_on()
     # In ``user`` mode the guest's port 22 is reached through QEMU's loopback forward.
     shell_port = port if settings.network_mode == "user" else settings.endpoint_listen_port
@@ -222,6 +229,8 @@ def _steps(request: Request, done: _Done) -> dict:
         container.mark_administered(username, CONTEXT_NORMAL_PROCESS).get()
         pause(settings, "create:credentials_set")
 
+    clock.lap("administration")
+
     # The CREATE's address owns the forwarder: strangers never fill the guest's SSH slots.
     owner = request.channel.ip if isinstance(request.channel, ClientChannel) else None
     forwarder = start_forwarder(context, container_uuid, (host, port), owner=owner or None)
@@ -235,6 +244,7 @@ def _steps(request: Request, done: _Done) -> dict:
         EVENT_FORWARDER_STARTED,
         {"forwarder": forwarder},
     )
+    clock.lap("forwarder")
     pause(settings, "create:forwarder_started")
 
     token = new_client_token()
@@ -252,7 +262,7 @@ def _steps(request: Request, done: _Done) -> dict:
     done.registered = True
     pause(settings, "create:credentials_stored")
     iso_path = container.settings.get().iso_path
-    return {
+    response_data = {
         "container_uuid": container_uuid,
         "client_token": token,
         "container_iso_sha256": iso_sha256(iso_path),
@@ -263,6 +273,8 @@ def _steps(request: Request, done: _Done) -> dict:
         "container_max_lifetime": settings.max_lifetime,
         "container_max_idle_time": settings.max_idle_time,
     }
+    clock.lap("credentials")
+    return response_data
 
 
 def _administered_by_handler(shell: Any, container_uuid: str) -> tuple[str, str]:

@@ -46,6 +46,9 @@ class Dispatch:
         self._handlers: dict[str, Handler] = {}
         self._lock = threading.Lock()
         self._errors = 0
+        # Told each counted error's entity kind (None: no entity's ``fail`` behind it):
+        # the server's metrics count them by kind there.
+        self.on_error: Callable[[str | None], None] | None = None
 
     # -- the table ---------------------------------------------------------------------
 
@@ -101,9 +104,11 @@ class Dispatch:
     def runtime_errors(self) -> int:
         return self._errors
 
-    def count_error(self) -> None:
+    def count_error(self, kind: str | None = None) -> None:
         with self._lock:
             self._errors += 1
+        if self.on_error is not None:
+            self.on_error(kind)
 
     def report(
         self,
@@ -123,7 +128,7 @@ class Dispatch:
             setattr(exc, _REPORTED, True)
         except AttributeError:
             pass  # an exception type with __slots__: it may be reported twice, no worse
-        self.count_error()
+        self.count_error(None if transition is None else transition.kind)
         handler = self.get(EVENT_RUNTIME_ERROR)
         if handler is None:
             return

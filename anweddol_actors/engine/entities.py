@@ -134,6 +134,7 @@ def start_forwarder(
         max_connections=settings.forward_max_connections,
         max_connections_per_address=settings.forward_max_connections_per_address,
         owner=owner,
+        relays=context.metrics.forwarders,
     )
 
 

@@ -257,17 +257,22 @@ class Session:
         or was refused, DEBUG for one that ended before (a scan, a silent client). Only
         the named fields: never a token, password or key from the request or response."""
         request = self._request
-        level = logging.INFO if request is not None or self._outcome == "refused" else logging.DEBUG
-        if not request_log.isEnabledFor(level):
-            return
         channel = self.channel
         response = channel.response if channel is not None else None
         if response is not None:
             outcome = response[1]
         else:
             outcome = self._outcome if self._outcome is not None else "closed"
+        seconds = time.monotonic() - self._started
+        # Counted whatever the log level (the metrics bound the verb and outcome labels).
+        self.context.metrics.request(
+            (request or {}).get("verb"), outcome, seconds, getattr(channel, "transport", "tcp")
+        )
+        level = logging.INFO if request is not None or self._outcome == "refused" else logging.DEBUG
+        if not request_log.isEnabledFor(level):
+            return
         verb = _field((request or {}).get("verb"))
-        duration_ms = round((time.monotonic() - self._started) * 1000, 1)
+        duration_ms = round(seconds * 1000, 1)
         request_log.log(
             level,
             "%s %s in %.1f ms",

@@ -36,6 +36,7 @@ from anweddol_actors.engine.verbs import teardown
 from anweddol_actors.journal import Journal
 from anweddol_actors.lifecycle import Lifecycle, Transition
 from anweddol_actors.lifecycle.events import CONTEXT_AUTOMATIC_ACTION, CONTEXT_NORMAL_PROCESS
+from anweddol_actors.metrics import Metrics
 from anweddol_actors.transport import ClientChannel, ConnectionLimits, Listener
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class Server:
             owner=owner_of(journal),
             private_key=private_key,
             passive=passive,
+            metrics=Metrics(),
         )
         self.lifecycle = Lifecycle("server", uuid.uuid4().hex, journal)
         self._listener: Listener | None = None
