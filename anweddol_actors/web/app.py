@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from anweddol_actors import __version__
+from anweddol_actors.web import ui
 from anweddol_actors.web.settings import WebSettings
 
 __all__ = ["build_app"]
@@ -21,4 +22,6 @@ def build_app(engine: Any, settings: WebSettings) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    if settings.enable_ui:
+        ui.install(app, engine, settings)
     return app
