@@ -39,6 +39,8 @@ __all__ = ["PREFIX", "install"]
 PREFIX = "/ui"
 STATIC_FOLDER = "static"  # beside this module, in the package (pyproject's package-data)
 PAGE = "index.html"
+# HEAD too, for ``curl -I`` and monitoring probes (uvicorn sends no body to a HEAD).
+READ_METHODS = ["GET", "HEAD"]
 
 _TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -80,28 +82,30 @@ def install(app: FastAPI, engine: Any, settings: WebSettings) -> None:
     files = _static_files()
     tally = admin.RequestTally(engine.context)
 
-    @app.get(PREFIX, include_in_schema=False)
+    @app.api_route(PREFIX, methods=READ_METHODS, include_in_schema=False)
     def ui_redirect() -> Response:
         return RedirectResponse(f"{PREFIX}/", status_code=307)
 
-    @app.get(f"{PREFIX}/", include_in_schema=False)
+    @app.api_route(f"{PREFIX}/", methods=READ_METHODS, include_in_schema=False)
     def ui_page() -> Response:
         return _file_response(PAGE, files[PAGE])
 
-    @app.get(PREFIX + "/static/{name}", include_in_schema=False)
+    @app.api_route(PREFIX + "/static/{name}", methods=READ_METHODS, include_in_schema=False)
     def ui_static(name: str) -> Response:
         if name == PAGE or name not in files:
             return _normalized(404, "Not found")
         return _file_response(name, files[name])
 
-    @app.get(f"{PREFIX}/api/state", include_in_schema=False)
+    @app.api_route(f"{PREFIX}/api/state", methods=READ_METHODS, include_in_schema=False)
     def ui_state() -> Response:
         return JSONResponse(
             {"success": True, "message": "OK", "data": page_state(engine, tally)},
             headers=_DATA_HEADERS,
         )
 
-    @app.get(PREFIX + "/api/machine/{kind}.svg", include_in_schema=False)
+    @app.api_route(
+        PREFIX + "/api/machine/{kind}.svg", methods=READ_METHODS, include_in_schema=False
+    )
     def ui_machine(kind: str, state: str | None = None) -> Response:
         spec = SPECS.get(kind)
         if spec is None:

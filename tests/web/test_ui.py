@@ -146,6 +146,13 @@ def test_the_page_and_its_assets_come_from_the_package(web, path, name, media_ty
     assert answer.headers["x-content-type-options"] == "nosniff"
 
 
+def test_head_answers_without_a_body(web):
+    with httpx.Client(timeout=30) as client:
+        answer = client.head(web.url + "/ui/")
+    assert answer.status_code == 200 and answer.content == b""
+    assert answer.headers["content-length"] == str(len((STATIC / "index.html").read_bytes()))
+
+
 def test_the_page_loads_nothing_from_elsewhere():
     for name in ("index.html", "ui.css", "ui.js"):
         text = (STATIC / name).read_text()
