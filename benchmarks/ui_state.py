@@ -8,7 +8,8 @@ holds many requests (the request tally reads only the rows added since its last 
 
 Runs on libvirt's test driver (no VM): stand-in containers as a CREATE leaves them (a
 test-driver domain, a real forwarder on a loopback port, journalled steps). Prints the
-median and p95 of each, in milliseconds, over HTTP on loopback for the page.
+median and p95 of each, in milliseconds: the page's state built in-process (the server's
+work), and over HTTP on loopback with one kept-alive connection (what a browser waits).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from anweddol_actors.engine.entities import start_container, start_forwarder
 from anweddol_actors.engine.settings import Settings
 from anweddol_actors.journal import Journal
 from anweddol_actors.lifecycle.events import CONTEXT_NORMAL_PROCESS
+from anweddol_actors.web import ui
 from anweddol_actors.web.app import build_app
 from anweddol_actors.web.server import WebServer
 from anweddol_actors.web.settings import WebSettings
@@ -138,6 +140,7 @@ def main() -> None:
                 f"journal rows before the run: {args.journal_rows}; first state (tally "
                 f"baseline): {(time.perf_counter() - first) * 1000:.1f} ms"
             )
+            tally = admin.RequestTally(engine.context)
             print(f"{'live':>5}  {'what':<38} {'median ms':>9} {'p95 ms':>8}")
             for live in (0, args.containers):
                 while engine.registry.count().get() < live:
@@ -146,11 +149,15 @@ def main() -> None:
                 def baseline():
                     admin.list_containers(engine.context)
 
+                def state():
+                    ui.page_state(engine, tally)
+
                 def page():
                     client.get("/ui/api/state").raise_for_status()
 
                 for what, call in (
                     ("containers list (baseline, in-process)", baseline),
+                    ("the page's state (in-process)", state),
                     ("GET /ui/api/state (HTTP, loopback)", page),
                 ):
                     median, p95 = timed(call, args.runs)
