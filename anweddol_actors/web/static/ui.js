@@ -126,7 +126,7 @@ function newEntry(container) {
     element("div", { class: "history" }),
   );
   detail.append(element("td", { colspan: "6" }, box));
-  return { row, detail, summary, state: null, drawn: null };
+  return { row, detail, summary, state: null, drawn: null, lastStep: undefined };
 }
 
 function updateEntry(entry, container) {
@@ -145,8 +145,13 @@ function updateEntry(entry, container) {
   );
   entry.row.setAttribute("data-state", container.state);
   const history = container.history || [];
-  entry.summary.textContent = `machine and journal history (${history.length} transitions)`;
-  entry.detail.querySelector("div.history").replaceChildren(historyTable(history));
+  const last = history.length ? history[history.length - 1].id : null;
+  if (entry.lastStep !== last) {
+    // Redrawn only when a step was added: a selection in the table survives the refresh.
+    entry.lastStep = last;
+    entry.summary.textContent = `machine and journal history (${history.length} transitions)`;
+    entry.detail.querySelector("div.history").replaceChildren(historyTable(history));
+  }
   entry.state = container.state;
   if (entry.drawn !== container.state) {
     drawMachine(entry, container.kind, container.state);
