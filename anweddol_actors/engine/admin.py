@@ -1,5 +1,6 @@
 """What the admin commands do to the running engine: describe it, list its live
-containers, end one.
+containers, end one; and what the operator's page (``web/ui.py``) reads: the counters and
+each live container's journal history.
 
 The admin channel (``anweddol_actors.admin``) only translates requests into these calls.
 They run on the channel's connection thread, never inside an actor: like a session, it
@@ -10,6 +11,7 @@ asks the registry and the entity actors, and the seed events of a destroy run th
 from __future__ import annotations
 
 import os
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +28,18 @@ from anweddol_actors.protocol.crypto import fingerprint
 # What the journal records as the reason of a container ended by ``containers destroy``.
 DESTROYED_BY_ADMIN = "asked by the administrator"
 
+# The most one answer of an actor is waited for (the registry answers at once; a container
+# busy with a slow libvirt call is left out of a listing rather than stalling it).
+ASK_TIMEOUT = 5.0
+
+# What an operator's view may show of a journalled transition, and of its details. Allow
+# lists, not deny lists: a field or detail added later (a secret, say) stays out until it
+# is named here.
+HISTORY_FIELDS = ("id", "time", "kind", "trigger", "source", "dest", "context")
+DETAIL_FIELDS = ("reason", "error", "expired", "verb", "username")
+# A detail longer than this is cut (a reason holds one line, but a page is no log file).
+DETAIL_MAX = 300
+
 
 class AdminRefused(AnweddolError):
     """An admin request the engine cannot carry out; its message is one line."""
@@ -33,13 +47,13 @@ class AdminRefused(AnweddolError):
 
 def status(context: EngineContext, listen_address: tuple) -> dict[str, Any]:
     """The running server in a few fields (``status`` reads them by these names)."""
-    available = context.registry.available().get()
+    available = context.registry.available().get(timeout=ASK_TIMEOUT)
     host, port = listen_address[:2]
     return {
         "version": __version__,
         "pid": os.getpid(),
         "uptime": context.uptime(),
-        "containers": context.registry.count().get(),
+        "containers": context.registry.count().get(timeout=ASK_TIMEOUT),
         "available": "nolimit" if available is None else available,
         "listen": f"{host or '0.0.0.0'}:{port}",
         "fingerprint": None if context.private_key is None else fingerprint(context.private_key),
@@ -54,14 +68,14 @@ def list_containers(context: EngineContext) -> list[dict[str, Any]]:
     the reaper will end it, as far as known now (an idle limit moves with the traffic).
     """
     rows = []
-    for entry in context.registry.live().get():
+    for entry in context.registry.live().get(timeout=ASK_TIMEOUT):
         now, wall = time.monotonic(), time.time()
         try:
-            state = entry.container.snapshot().get()["state"]
-            forwarder = entry.forwarder.describe().get()
+            state = entry.container.snapshot().get(timeout=ASK_TIMEOUT)["state"]
+            forwarder = entry.forwarder.describe().get(timeout=ASK_TIMEOUT)
             lefts = [left for left, _reason in limits_left(context.settings, entry, now)]
         except Exception:
-            continue  # ended while we were asking: it is no longer live
+            continue  # ended while we were asking (no longer live), or too busy to answer
         expires_in = None if not lefts else max(0, int(min(lefts)))
         rows.append(
             {
@@ -82,7 +96,7 @@ def destroy_container(context: EngineContext, container_uuid: str) -> None:
     forwarder and the domain stopped with their events, the slot freed), in
     ``CONTEXT_DEFERRED_CALL``. Raises ``AdminRefused`` when it is not live, when libvirt
     does not answer (nothing is touched then), or when its teardown met errors."""
-    if context.registry.get(container_uuid).get() is None:
+    if context.registry.get(container_uuid).get(timeout=ASK_TIMEOUT) is None:
         raise AdminRefused(f"no live container {container_uuid}")
     if not context.hypervisor_ready():
         raise AdminRefused(f"{HYPERVISOR_UNREACHABLE}: nothing was done, try again")
@@ -95,6 +109,67 @@ def destroy_container(context: EngineContext, container_uuid: str) -> None:
             f"container {container_uuid} ended with {len(errors)} error(s) (journalled; a "
             f"domain not destroyed is retried by the reaper): {one_line(errors[0])}"
         )
+
+
+def container_history(context: EngineContext, container_uuid: str) -> list[dict[str, Any]]:
+    """The journalled transitions of a container and of its endpoint shell and forwarder,
+    oldest first, each reduced to :data:`HISTORY_FIELDS` and its details to
+    :data:`DETAIL_FIELDS`."""
+    rows: list[dict[str, Any]] = []
+    # The ids engine/entities.py gives a container's parts.
+    for entity_id in (container_uuid, f"{container_uuid}.shell", f"{container_uuid}.forwarder"):
+        rows.extend(context.journal.history(entity_id))
+    rows.sort(key=lambda row: row["id"])
+    return [_shown_transition(row) for row in rows]
+
+
+def containers_by_state(context: EngineContext) -> dict[str, int]:
+    """How many containers the journal holds alive, by machine state (those being created
+    and those whose teardown is not done included): what ``list_containers`` leaves out."""
+    counts: dict[str, int] = {}
+    for row in context.journal.live_entities(kind="container"):
+        counts[row["state"]] = counts.get(row["state"], 0) + 1
+    return dict(sorted(counts.items()))
+
+
+class RequestTally:
+    """The requests this server run received (valid ones: journalled ``request`` steps of
+    client sessions, TCP or HTTP), counted from the journal a few rows at a time: each
+    call counts only the rows added since the previous one. One per reader; thread-safe."""
+
+    def __init__(self, context: EngineContext) -> None:
+        self._context = context
+        self._lock = threading.Lock()
+        self._run: float | None = None  # the run counted (its start, on the monotonic clock)
+        self._last_id = 0
+        self._count = 0
+
+    def count(self) -> int:
+        with self._lock:
+            journal, started = self._context.journal, self._context.started_at
+            if started != self._run:
+                # A new run (or the first call): count from its start, not the file's.
+                self._run, self._count = started, 0
+                self._last_id = journal.count_transitions("server", "start")[1]
+            added, self._last_id = journal.count_transitions("session", "request", self._last_id)
+            self._count += added
+            return self._count
+
+
+def _shown_transition(row: dict[str, Any]) -> dict[str, Any]:
+    shown = {name: row.get(name) for name in HISTORY_FIELDS}
+    details = row.get("details") if isinstance(row.get("details"), dict) else {}
+    shown["details"] = {
+        name: _shown_value(details[name]) for name in DETAIL_FIELDS if name in details
+    }
+    return shown
+
+
+def _shown_value(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    text = one_line(value) if isinstance(value, BaseException) else str(value)
+    return text if len(text) <= DETAIL_MAX else text[: DETAIL_MAX - 1] + "…"
 
 
 def _iso(timestamp: float) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from anweddol_actors import __version__
-from anweddol_actors.web import metrics
+from anweddol_actors.web import metrics, ui
 from anweddol_actors.web.settings import WebSettings
 
 __all__ = ["build_app"]
@@ -24,4 +24,6 @@ def build_app(engine: Any, settings: WebSettings) -> FastAPI:
     )
     if settings.enable_metrics:
         metrics.install(app, engine, settings)
+    if settings.enable_ui:
+        ui.install(app, engine, settings)
     return app
