@@ -137,10 +137,8 @@ def main() -> None:
             first = time.perf_counter()
             client.get("/ui/api/state").raise_for_status()
             print(
-                f"journal rows before the run: {args.journal_rows}; first state (tally "
-                f"baseline): {(time.perf_counter() - first) * 1000:.1f} ms"
+                f"journal rows before the run: {args.journal_rows}; first state: {(time.perf_counter() - first) * 1000:.1f} ms"
             )
-            tally = admin.RequestTally(engine.context)
             print(f"{'live':>5}  {'what':<38} {'median ms':>9} {'p95 ms':>8}")
             for live in (0, args.containers):
                 while engine.registry.count().get() < live:
@@ -150,7 +148,7 @@ def main() -> None:
                     admin.list_containers(engine.context)
 
                 def state():
-                    ui.page_state(engine, tally)
+                    ui.page_state(engine)
 
                 def page():
                     client.get("/ui/api/state").raise_for_status()

@@ -11,7 +11,6 @@ asks the registry and the entity actors, and the seed events of a destroy run th
 from __future__ import annotations
 
 import os
-import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +22,7 @@ from anweddol_actors.engine.reaper import limits_left
 from anweddol_actors.engine.verbs import HYPERVISOR_UNREACHABLE, end_live
 from anweddol_actors.errors import AnweddolError
 from anweddol_actors.lifecycle.events import CONTEXT_DEFERRED_CALL
+from anweddol_actors.metrics import census
 from anweddol_actors.protocol.crypto import fingerprint
 
 # What the journal records as the reason of a container ended by ``containers destroy``.
@@ -125,35 +125,10 @@ def container_history(context: EngineContext, container_uuid: str) -> list[dict[
 
 def containers_by_state(context: EngineContext) -> dict[str, int]:
     """How many containers the journal holds alive, by machine state (those being created
-    and those whose teardown is not done included): what ``list_containers`` leaves out."""
-    counts: dict[str, int] = {}
-    for row in context.journal.live_entities(kind="container"):
-        counts[row["state"]] = counts.get(row["state"], 0) + 1
-    return dict(sorted(counts.items()))
-
-
-class RequestTally:
-    """The requests this server run received (valid ones: journalled ``request`` steps of
-    client sessions, TCP or HTTP), counted from the journal a few rows at a time: each
-    call counts only the rows added since the previous one. One per reader; thread-safe."""
-
-    def __init__(self, context: EngineContext) -> None:
-        self._context = context
-        self._lock = threading.Lock()
-        self._run: float | None = None  # the run counted (its start, on the monotonic clock)
-        self._last_id = 0
-        self._count = 0
-
-    def count(self) -> int:
-        with self._lock:
-            journal, started = self._context.journal, self._context.started_at
-            if started != self._run:
-                # A new run (or the first call): count from its start, not the file's.
-                self._run, self._count = started, 0
-                self._last_id = journal.count_transitions("server", "start")[1]
-            added, self._last_id = journal.count_transitions("session", "request", self._last_id)
-            self._count += added
-            return self._count
+    and those whose teardown is not done included): what ``list_containers`` leaves out.
+    The states with none are left out (the metrics show them as zeros)."""
+    counts = census.containers_by_state(context.journal)
+    return {state: count for state, count in sorted(counts.items()) if count}
 
 
 def _shown_transition(row: dict[str, Any]) -> dict[str, Any]:

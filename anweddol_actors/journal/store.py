@@ -265,20 +265,6 @@ class Journal:
         with self._guard(write=False, what="read the history"):
             return list(query.dicts())
 
-    def count_transitions(self, kind: str, trigger: str, after_id: int = 0) -> tuple[int, int]:
-        """How many ``kind`` transitions by ``trigger`` have an id above ``after_id``, and
-        the highest such id (``after_id`` when none): a reader that keeps the id counts
-        only the rows added since, on the (kind, id) index."""
-        transition = self._models.transition
-        query = transition.select(
-            peewee.fn.COUNT(transition.id), peewee.fn.MAX(transition.id)
-        ).where(
-            (transition.kind == kind) & (transition.id > after_id) & (transition.trigger == trigger)
-        )
-        with self._guard(write=False, what="count transitions"):
-            count, last = query.tuples().get()
-        return count, last if last is not None else after_id
-
     def entity(self, entity_id: str, kind: str | None = None) -> dict | None:
         """The entity's current-state row, or None.
 

@@ -11,6 +11,7 @@ Client-chosen strings never become label values: a verb the server does not hand
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Container, Iterable, Mapping
 from typing import Any
 
@@ -52,6 +53,7 @@ TRANSPORTS = ("tcp", "http")
 OTHER = "other"
 NO_VERB = "-"  # the session ended before a valid request (as in the request line)
 NO_KIND = "server"  # a runtime error with no entity's ``fail`` behind it
+_REQUEST = ("session", "request")
 
 # Seconds. A STAT over TCP is an RSA key exchange (milliseconds); a CREATE boots a VM.
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -120,6 +122,9 @@ class Metrics:
         self.forwarders = ForwarderTotals()
         self._readings = EngineReadings(self.forwarders)
         registry.register(self._readings)
+        # Valid requests received (journalled session.request steps): the page's counter.
+        self._received = 0
+        self._received_lock = threading.Lock()
         self._verbs: Container[str] = ()
         self._bound: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self._outcomes = frozenset(OUTCOMES)
@@ -166,10 +171,19 @@ class Metrics:
         children = self._transitions
         for row in rows:
             key = (row["kind"], row["trigger"])
+            if key == _REQUEST:
+                with self._received_lock:  # sessions journal from their own threads
+                    self._received += 1
             child = children.get(key)
             if child is None:
                 child = children[key] = self._transitions_family.labels(*key)
             child.inc()
+
+    @property
+    def requests_received(self) -> int:
+        """Valid requests this server received, TCP and HTTP (committed ``request`` steps
+        of client sessions)."""
+        return self._received
 
     def runtime_error(self, kind: str | None) -> None:
         """One runtime error counted by the dispatch; ``kind``: the failed entity's."""

@@ -35,6 +35,7 @@ _CLOCK = _NoClock()
 
 class NoMetrics:
     enabled = False
+    requests_received = 0
     content_type = "text/plain; charset=utf-8"
 
     def __init__(self) -> None:

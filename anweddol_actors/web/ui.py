@@ -80,7 +80,6 @@ def install(app: FastAPI, engine: Any, settings: WebSettings) -> None:
     allowed = _allow_list(settings.admin_allowed_ip_list)
     app.add_middleware(_Gate, allows=allowed.allows)
     files = _static_files()
-    tally = admin.RequestTally(engine.context)
 
     @app.api_route(PREFIX, methods=READ_METHODS, include_in_schema=False)
     def ui_redirect() -> Response:
@@ -99,7 +98,7 @@ def install(app: FastAPI, engine: Any, settings: WebSettings) -> None:
     @app.api_route(f"{PREFIX}/api/state", methods=READ_METHODS, include_in_schema=False)
     def ui_state() -> Response:
         return JSONResponse(
-            {"success": True, "message": "OK", "data": page_state(engine, tally)},
+            {"success": True, "message": "OK", "data": page_state(engine)},
             headers=_DATA_HEADERS,
         )
 
@@ -119,13 +118,13 @@ def install(app: FastAPI, engine: Any, settings: WebSettings) -> None:
         return Response(svg, media_type=_TYPES[".svg"], headers=_SVG_HEADERS)
 
 
-def page_state(engine: Any, tally: admin.RequestTally) -> dict[str, Any]:
+def page_state(engine: Any) -> dict[str, Any]:
     """What ``/ui/api/state`` answers: the counters and the live containers."""
     context = engine.context
     status = admin.status(context, engine.listen_address)
     server = {name: status.get(name) for name in STATUS_FIELDS}
     server["runtime_errors"] = context.dispatch.runtime_errors
-    server["requests"] = tally.count()
+    server["requests"] = context.metrics.requests_received
     server["containers_by_state"] = admin.containers_by_state(context)
     containers = []
     for row in admin.list_containers(context):

@@ -210,7 +210,7 @@ def test_state_without_containers(web, running):
     assert body["data"]["containers"] == []
 
 
-def test_requests_count_the_journalled_requests_of_this_run(web, running):
+def test_requests_count_the_valid_requests_received(web, running):
     before = get(web, "/ui/api/state").json()["data"]["server"]["requests"]
     client = Client(*running.address, timeout=30)
     for _ in range(2):
