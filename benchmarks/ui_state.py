@@ -136,8 +136,9 @@ def main() -> None:
         with httpx.Client(base_url=web.url, timeout=30) as client:
             first = time.perf_counter()
             client.get("/ui/api/state").raise_for_status()
+            first_ms = (time.perf_counter() - first) * 1000
             print(
-                f"journal rows before the run: {args.journal_rows}; first state: {(time.perf_counter() - first) * 1000:.1f} ms"
+                f"journal rows before the run: {args.journal_rows}; first state: {first_ms:.1f} ms"
             )
             print(f"{'live':>5}  {'what':<38} {'median ms':>9} {'p95 ms':>8}")
             for live in (0, args.containers):
