@@ -238,6 +238,7 @@ async def _serve(engine: Server, settings: WebSettings, request: Request, verb: 
         try:
             body = await _read_body(request, settings.max_message_size)
         except _TooLarge:
+            engine.release_http(ip)
             log.info("refused a body over %d bytes from %s", settings.max_message_size, ip)
             # The rest of the body is never read: the connection cannot carry another request.
             return normalized(
