@@ -220,7 +220,8 @@ def check_tls_files(certificate: str | None, key: str | None) -> None:
                 pass
         except OSError as exc:
             raise WebError(
-                f"web_server.{key_name}: cannot read the {what} {path}: {_describe(exc)}"
+                f"web_server.{key_name}: cannot read the {what} {path}:"
+                f" {exc.strerror or _describe(exc)}"
             ) from None
     try:
         ssl.create_default_context().load_verify_locations(certificate)
