@@ -1,11 +1,13 @@
 """The REST API end to end: ``serve --web`` as a child process, a real CREATE over HTTP,
 an SSH login with the credentials it returned, a DESTROY over HTTP; the container's
-steps journalled, the HTTP session marked as such, nothing left in libvirt."""
+steps journalled, the HTTP session marked as such, nothing left in libvirt. And a CREATE
+whose HTTP client hangs up while its VM boots: unwound whole."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -15,6 +17,12 @@ import httpx
 import pytest
 from probes import login_fails, refuses, ssh_run
 from serveprocess import ROOT, ServeProcess, write_config
+from serverharness import wait_for
+from test_e2e_containers import assert_nothing_left
+
+from anweddol_actors.web.app import build_app
+from anweddol_actors.web.server import WebServer
+from anweddol_actors.web.settings import WebSettings
 
 pytestmark = pytest.mark.vm
 
@@ -93,3 +101,39 @@ def test_create_ssh_destroy_over_http(tmp_path, images, qemu):
     assert len(sessions) == 3 and all(s.get("transport") == "http" for s in sessions), sessions
     assert live == 0
     assert "transport=http" in served.log
+
+
+def test_create_whose_http_client_hung_up_unwinds(make_vm_server, qemu):
+    """The client leaves while its VM boots: the answer cannot be delivered, so the
+    CREATE unwinds whole (domain, forwarder, credentials), as over TCP."""
+    running = make_vm_server()
+    booting, seen = threading.Event(), []
+
+    def on_started(context, data):
+        seen.append(data["container_instance"].getUUID())
+        booting.set()
+
+    running.server.setEventHandler("on_container_domain_started", on_started)
+    errors = []
+    running.server.setEventHandler("on_runtime_error", lambda context, data: errors.append(data))
+    settings = WebSettings(bind_address="127.0.0.1", port=0)
+    web = WebServer(build_app(running.engine, settings), settings)
+    web.start()
+    try:
+        sock = socket.create_connection(("127.0.0.1", web.address[1]), timeout=10)
+        sock.sendall(b"POST /create HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+        assert booting.wait(120)
+        sock.close()
+        [container_uuid] = seen
+        wait_for(lambda: errors, 240, "the undelivered CREATE reported")
+        assert "ResponseNotDelivered" in repr(errors[0]["exception_object"])
+        assert_nothing_left(running, qemu, container_uuid)
+        journal = running.engine.journal
+        assert not journal.has_credentials(container_uuid)
+        entity = journal.entity(container_uuid, kind="container")
+        assert entity["state"] == "destroyed"
+        # Nothing in the journal says it served anybody.
+        triggers = [row["trigger"] for row in journal.history(entity_id=container_uuid)]
+        assert "serve" not in triggers and triggers[-2:] == ["fail", "destroy"], triggers
+    finally:
+        web.stop()
