@@ -20,6 +20,7 @@ a kept-alive connection), or the connection is closed.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 import ssl
@@ -27,10 +28,12 @@ import threading
 import time
 from typing import Any
 
+import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from anweddol_actors.errors import AnweddolError
+from anweddol_actors.protocol.messages import RESPONSE_MSG_BAD_REQ, make_response
 from anweddol_actors.web.settings import WebSettings
 
 log = logging.getLogger(__name__)
@@ -77,6 +80,26 @@ class BoundedH11Protocol(H11Protocol):
         # whose handle_events then disarms it.
         self._arm_deadline()
         super().on_response_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        """An unparsable request (bad request line or headers, headers over
+        ``h11_max_incomplete_event_size``): 400 in the normalized shape, then close."""
+        body = json.dumps(
+            make_response(False, RESPONSE_MSG_BAD_REQ, {}, "Invalid HTTP request"),
+            separators=(",", ":"),
+        ).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        for event in (
+            h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+            h11.Data(data=body),
+            h11.EndOfMessage(),
+        ):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
 
     def _arm_deadline(self) -> None:
         self._disarm_deadline()

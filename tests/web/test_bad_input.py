@@ -206,3 +206,26 @@ def test_peer_that_leaves_mid_body_holds_nothing(web):
     # One session only, after_case's STAT: none for a body never complete.
     names = [name for name, _, _ in web.events]
     assert names.count("on_client_initialized") == 1 and "on_malformed_request" not in names
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"NOT HTTP AT ALL\r\n\r\n",
+        b"POST /stat HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+        # Headers still incomplete past h11_max_incomplete_event_size (16 KiB).
+        b"POST /stat HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000,
+    ],
+    ids=["garbage", "bad-content-length", "headers-too-large"],
+)
+def test_unparsable_http_is_400_in_the_normalized_shape(web, request_bytes):
+    baseline = Baseline()
+    sock = raw(web)
+    sock.sendall(request_bytes)
+    reply = read_all(sock)
+    sock.close()
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), reply
+    assert body == b'{"success":false,"message":"Bad request (Invalid HTTP request)","data":{}}'
+    assert web.events == []
+    after_case(web, baseline)
