@@ -8,9 +8,10 @@ line at start, naming the file, rather than a dead thread. uvicorn installs no s
 handler off the main thread: ``serve`` keeps its own.
 
 Bounds against hostile peers. uvicorn bounds the size of the request line and headers
-(``h11_max_incomplete_event_size``), the connections and requests in flight
-(``limit_concurrency``) and idle kept-alive connections (``timeout_keep_alive``), but
-not the time a peer takes to send its request: a client trickling its headers or its
+(``h11_max_incomplete_event_size``) and idle kept-alive connections
+(``timeout_keep_alive``); the connections and requests in flight are bounded here (as
+uvicorn's ``limit_concurrency`` would, but answered in the normalized shape). Nothing
+bounds the time a peer takes to send its request: a client trickling its headers or its
 body one byte at a time holds its connection for ever (slowloris). Its h11 protocol is
 therefore subclassed (:class:`BoundedH11Protocol`): a request must be complete, headers
 and body, within ``request_deadline`` of the connection (or of the previous response on
@@ -33,7 +34,11 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from anweddol_actors.errors import AnweddolError
-from anweddol_actors.protocol.messages import RESPONSE_MSG_BAD_REQ, make_response
+from anweddol_actors.protocol.messages import (
+    RESPONSE_MSG_BAD_REQ,
+    RESPONSE_MSG_UNAVAILABLE,
+    make_response,
+)
 from anweddol_actors.web.settings import WebSettings
 
 log = logging.getLogger(__name__)
@@ -57,9 +62,31 @@ class BoundedH11Protocol(H11Protocol):
     server sets :attr:`request_deadline` (:func:`bounded_protocol`)."""
 
     request_deadline: float | None = None
+    # uvicorn's limit_concurrency, kept here so that its refusal has the normalized shape:
+    # past this many connections (idle ones included) or requests in flight, 503.
+    max_connections: int | None = None
     cut = 0  # connections cut at their deadline, by this server (its subclass)
+    refused = 0  # requests refused past max_connections
 
     _deadline_handle: asyncio.TimerHandle | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._inner_app = self.app
+        self.app = self._bounded_app
+
+    async def _bounded_app(self, scope: Any, receive: Any, send: Any) -> None:
+        limit = self.max_connections
+        # This request's own task is counted already: past the limit means more than it.
+        if limit is not None and (len(self.connections) > limit or len(self.tasks) > limit):
+            type(self).refused += 1
+            await _send_normalized(
+                send,
+                503,
+                make_response(False, RESPONSE_MSG_UNAVAILABLE, {}, "Too many connections"),
+            )
+            return
+        await self._inner_app(scope, receive, send)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -129,12 +156,35 @@ class BoundedH11Protocol(H11Protocol):
         self.transport.close()
 
 
-def bounded_protocol(request_deadline: float | None) -> type[BoundedH11Protocol]:
-    """A protocol class of its own for one server: its deadline and its count of cuts."""
+async def _send_normalized(send: Any, status: int, response: dict) -> None:
+    body = json.dumps(response, separators=(",", ":")).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def bounded_protocol(
+    request_deadline: float | None, max_connections: int | None = None
+) -> type[BoundedH11Protocol]:
+    """A protocol class of its own for one server: its bounds and its counts."""
     return type(
         "BoundedH11Protocol",
         (BoundedH11Protocol,),
-        {"request_deadline": request_deadline, "cut": 0},
+        {
+            "request_deadline": request_deadline,
+            "max_connections": max_connections,
+            "cut": 0,
+            "refused": 0,
+        },
     )
 
 
@@ -145,10 +195,11 @@ class WebServer:
         """``uvicorn_options``: more ``uvicorn.Config`` arguments, over the bounds taken
         from ``settings``."""
         self.settings = settings
-        self.protocol = bounded_protocol(settings.request_deadline)
+        self.protocol = bounded_protocol(settings.request_deadline, settings.limit_concurrency)
         options: dict[str, Any] = {
             "http": self.protocol,
-            "limit_concurrency": settings.limit_concurrency,
+            # Enforced by the protocol (normalized 503), not by uvicorn (plain text).
+            "limit_concurrency": None,
             "timeout_keep_alive": settings.timeout_keep_alive,
             "h11_max_incomplete_event_size": settings.max_header_size,
             # At stop, requests still waiting (a CREATE) are cancelled after this: their

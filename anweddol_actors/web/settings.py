@@ -33,8 +33,8 @@ class WebSettings:
     request_deadline: float | None = 30.0
     # Seconds an idle kept-alive connection is kept.
     timeout_keep_alive: float = 5.0
-    # uvicorn's backstop: past this many connections (idle ones included) or requests in
-    # flight it answers 503 at once. The engine's own limits (429) come first.
+    # A backstop: past this many connections (idle ones included) or requests in flight,
+    # 503 at once. The engine's own limits (429), per address, come first.
     limit_concurrency: int | None = 1024
     # The largest incomplete HTTP event (request line and headers) held, in bytes.
     max_header_size: int = 16384

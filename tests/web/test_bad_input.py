@@ -229,3 +229,27 @@ def test_unparsable_http_is_400_in_the_normalized_shape(web, request_bytes):
     assert body == b'{"success":false,"message":"Bad request (Invalid HTTP request)","data":{}}'
     assert web.events == []
     after_case(web, baseline)
+
+
+def test_connections_past_the_backstop_get_a_normalized_503(make_web):
+    web = make_web(web={"limit_concurrency": 2})
+    assert httpx.post(web.url + "/stat", timeout=10).status_code == 200
+    baseline = Baseline()
+    idle = [raw(web) for _ in range(2)]
+    try:
+        time.sleep(0.2)  # both accepted by the server
+        response = httpx.post(web.url + "/stat", timeout=10)
+        assert response.status_code == 503
+        assert response.json() == {
+            "success": False,
+            "message": "Unavailable (Too many connections)",
+            "data": {},
+        }
+        assert web.web.protocol.refused == 1
+    finally:
+        for sock in idle:
+            sock.close()
+    time.sleep(0.2)
+    assert httpx.post(web.url + "/stat", timeout=10).status_code == 200
+    baseline.check()
+    assert live_sessions(web.engine) == [] and web.engine.connection_limits.open == 0
