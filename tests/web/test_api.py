@@ -8,8 +8,8 @@ import logging
 import threading
 
 import httpx
-from conftest import live_sessions, wait_quiet
 from serverharness import record_events
+from webharness import live_sessions, wait_quiet
 
 from anweddol_actors import __version__
 from anweddol_actors.cli.serve import install_policies

@@ -9,8 +9,8 @@ import time
 
 import httpx
 import pytest
-from conftest import Baseline, live_sessions
 from serverharness import record_events
+from webharness import Baseline, live_sessions
 
 BAD_REQUEST = "Bad request"
 

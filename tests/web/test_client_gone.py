@@ -8,7 +8,7 @@ import socket
 import threading
 
 import httpx
-from conftest import Baseline, live_sessions
+from webharness import Baseline, live_sessions
 
 from anweddol_actors.transport import ChannelClosed
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from conftest import live_sessions, wait_quiet
 from hypothesis import HealthCheck, given, settings
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import negative_data_rejection
+from webharness import live_sessions, wait_quiet
 
 OPERATIONS = [
     ("GET", "/"),
