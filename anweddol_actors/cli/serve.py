@@ -58,6 +58,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="PATH",
         help="write this PID file once listening, remove it at exit (server.pid_file_path)",
     )
+    parser.add_argument(
+        "--web",
+        action="store_true",
+        help="also serve the HTTP front end (as web_server.enabled: true)",
+    )
+    parser.add_argument(
+        "--web-port",
+        type=int,
+        metavar="N",
+        help="port of the HTTP front end (web_server.listen_port; 0: any free port)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -68,8 +79,9 @@ def run(args: argparse.Namespace) -> int:
     log.info("configuration: %s", loaded.source)
     for warning in loaded.warnings:
         log.warning("%s", warning)
-    if args.port is not None and not 0 <= args.port <= 65535:
-        raise CliError(f"--port: {args.port} is not a port number (0..65535)")
+    for option, port in (("--port", args.port), ("--web-port", args.web_port)):
+        if port is not None and not 0 <= port <= 65535:
+            raise CliError(f"{option}: {port} is not a port number (0..65535)")
 
     settings = settings_from_config(config)
     if args.bind is not None:
@@ -113,6 +125,14 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
 
     stopping = threading.Event()
+    web: list = []  # the HTTP front end, once started
+
+    def stop_all() -> None:
+        # The HTTP front end first: no HTTP request is admitted while the engine stops,
+        # and those in flight are cut (their sessions unwind) before it does.
+        for web_server in web:
+            web_server.stop()
+        server.stopServer()
 
     def begin_stop() -> None:
         # One stop: a second signal (an impatient ^C, systemd's SIGTERM after ours) must not
@@ -121,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
             log.info("already stopping")
             return
         stopping.set()
-        threading.Thread(target=server.stopServer, name="anweddol-stop").start()
+        threading.Thread(target=stop_all, name="anweddol-stop").start()
         threading.Thread(target=exit_if_stuck, name="anweddol-stop-bound", daemon=True).start()
 
     def stop(signum, frame) -> None:
@@ -149,9 +169,12 @@ def run(args: argparse.Namespace) -> int:
         host, port = server.listen_address[:2]
         log.info("serving on %s:%s (ISO %s)", host or "0.0.0.0", port, settings.iso_path)
         admin.append(start_admin(server, config))
-        # Everything root must open is open now (the admin socket too, above): drop to
-        # server.user, then say we are up by writing the PID file.
+        # Everything root must open is open now (the admin socket and the web server's
+        # socket and PEM files too): drop to server.user, then say we are up by writing
+        # the PID file.
         try:
+            if config.web_server.enabled or args.web:
+                web.append(start_web(server, config, args))
             become_service(account, config, settings, pid_file, args)
         except AnweddolError as exc:
             log.error("%s: stopping", exc)
@@ -471,6 +494,25 @@ def configure_logging(args: argparse.Namespace, config) -> None:
         configure(args.log_level, path, config.server.log_format, rotation)
     except LogError as exc:
         raise CliError(str(exc)) from None
+
+
+def start_web(server, config, args):
+    """The HTTP front end (``web_server``) over the running engine: started and listening
+    once this returns (``web server on URL`` logged). Raises AnweddolError (one line:
+    the port in use, the PEM file that cannot be read)."""
+    # Loaded here, not at the top: FastAPI and uvicorn only for a server that serves HTTP.
+    from anweddol_actors.web.app import build_app
+    from anweddol_actors.web.server import WebServer
+    from anweddol_actors.web.settings import WebSettings
+
+    web_settings = WebSettings.from_config(config)
+    if config.web_server.bind_address is None and args.bind is not None:
+        web_settings.bind_address = args.bind or "0.0.0.0"  # the TCP server's, as --bind says
+    if args.web_port is not None:
+        web_settings.port = args.web_port
+    web_server = WebServer(build_app(server.engine, web_settings), web_settings)
+    web_server.start()
+    return web_server
 
 
 def start_admin(server, config):

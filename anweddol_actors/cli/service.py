@@ -293,6 +293,7 @@ def run_status(args: argparse.Namespace) -> int:
         "available": answer.get("available"),
         "fingerprint": answer.get("fingerprint") or file_fingerprint(config),
         "listen": answer.get("listen") or configured_listen(config),
+        "web": configured_web(config),
         "config": answer.get("config") or loaded.source,
         "pid_file": pid_path,
         "admin_error": admin_error,
@@ -313,6 +314,7 @@ def status_text(data: dict[str, Any]) -> str:
         f"  containers:       {containers}",
         f"  key fingerprint:  {shown(data['fingerprint'])} (SHA-256)",
         f"  listening on:     {data['listen']}",
+        *([f"  web server:       {data['web']}"] if data.get("web") else []),
         f"  configuration:    {data['config']}",
     ]
     if data["admin_error"]:
@@ -334,3 +336,13 @@ def duration(seconds: Any) -> str:
 
 def configured_listen(config) -> str:
     return f"{config.server.bind_address or '0.0.0.0'}:{config.server.listen_port} (configured)"
+
+
+def configured_web(config) -> str | None:
+    """The HTTP front end's URL as configured (``serve --web`` alone is not seen here)."""
+    web = config.web_server
+    if not web.enabled:
+        return None
+    host = web.bind_address if web.bind_address is not None else config.server.bind_address
+    scheme = "https" if web.enable_ssl else "http"
+    return f"{scheme}://{host or '0.0.0.0'}:{web.port} (configured)"

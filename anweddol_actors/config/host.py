@@ -85,6 +85,15 @@ def file_problems(config: ServerConfig) -> list[str]:
         problem = _unreadable(private) if private.exists() else None
         if problem:
             problems.append(f"server.private_rsa_key_file_path: {private}: {problem}")
+    web = config.web_server
+    if web.enabled and web.enable_ssl:
+        # Read at start, before the privilege drop: a root-only key is fine for serve,
+        # but config check run as another user says so, naming the file.
+        for key in ("ssl_pem_certificate_file_path", "ssl_pem_private_key_file_path"):
+            path = getattr(web, key)
+            problem = _unreadable(Path(path)) if path else "not set"
+            if problem:
+                problems.append(f"web_server.{key}: {path}: {problem}")
     return problems
 
 

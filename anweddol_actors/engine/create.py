@@ -53,6 +53,10 @@ from anweddol_actors.protocol.messages import (
     RESPONSE_MSG_UNAVAILABLE,
 )
 from anweddol_actors.transport.channel import ClientChannel
+from anweddol_actors.transport.http_channel import HttpChannel
+
+# The channels that carry a client's address (a verb run by hand may have none).
+_CLIENT_CHANNELS = (ClientChannel, HttpChannel)
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +236,7 @@ def _steps(request: Request, done: _Done, clock: Any) -> dict:
     clock.lap("administration")
 
     # The CREATE's address owns the forwarder: strangers never fill the guest's SSH slots.
-    owner = request.channel.ip if isinstance(request.channel, ClientChannel) else None
+    owner = request.channel.ip if isinstance(request.channel, _CLIENT_CHANNELS) else None
     forwarder = start_forwarder(context, container_uuid, (host, port), owner=owner or None)
     done.forwarder = forwarder
     transition = forwarder.create(CONTEXT_NORMAL_PROCESS).get()
@@ -255,7 +259,7 @@ def _steps(request: Request, done: _Done, clock: Any) -> dict:
         uuid=container_uuid,
         container=container,
         forwarder=forwarder,
-        client_ip=channel.ip if isinstance(channel, ClientChannel) else "",
+        client_ip=channel.ip if isinstance(channel, _CLIENT_CHANNELS) else "",
     )
     if not context.registry.add(entry).get():
         raise ServerStopping("the server is stopping")

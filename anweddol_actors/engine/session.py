@@ -41,6 +41,7 @@ from anweddol_actors.lifecycle.events import (
 from anweddol_actors.protocol import RemoteProtocolError
 from anweddol_actors.protocol.messages import RESPONSE_MSG_BAD_REQ, RESPONSE_MSG_INTERNAL_ERROR
 from anweddol_actors.transport.channel import ClientChannel
+from anweddol_actors.transport.http_channel import HttpChannel
 
 log = logging.getLogger(__name__)
 # One line per request (docs/operations.md): its own logger, so that an administrator can
@@ -61,7 +62,7 @@ class Session:
         self.context = context
         self.id = uuid.uuid4().hex
         self.lifecycle = Lifecycle("session", self.id, context.journal, deferred=True)
-        self.channel: ClientChannel | None = None
+        self.channel: ClientChannel | HttpChannel | None = None
         self._on_end = on_end
         # The address whose slot in the connection limits this session holds (set by the
         # supervisor for the connections its listener admitted), given back at the end.
@@ -72,6 +73,8 @@ class Session:
         self._peer = ""
         self._request: dict | None = None
         self._outcome: str | None = None
+        # "tcp", or "http" for a request of the web front end (HttpChannel).
+        self._transport = "tcp"
 
     # -- entry points --------------------------------------------------------------
 
@@ -117,16 +120,22 @@ class Session:
         finally:
             self._ended()
 
-    def serve_channel(self, channel: ClientChannel) -> None:
-        """Handle a client whose keys the caller may have exchanged (seed ``handleClient``)."""
+    def serve_channel(self, channel: ClientChannel | HttpChannel) -> None:
+        """Handle a client whose keys the caller may have exchanged (seed ``handleClient``),
+        or an HTTP request (its channel has no key exchange and holds its request)."""
         self.channel = channel
         self._peer = channel.ip
+        self._transport = getattr(channel, "transport", "tcp")
         deadline = self.context.settings.request_deadline
         if deadline is not None and channel.request_deadline is None:
             channel.set_request_deadline(deadline)
         try:
             try:
-                self.lifecycle.fire("start", data={"peer": channel.ip})
+                start_data = {"peer": channel.ip}
+                if self._transport != "tcp":
+                    # Operators tell an HTTP request's session from a TCP client's by it.
+                    start_data["transport"] = self._transport
+                self.lifecycle.fire("start", data=start_data)
                 if not channel.handshake_done and not channel.closed:
                     channel.exchange_keys()
             except Exception as exc:
@@ -140,11 +149,17 @@ class Session:
         """Cut the connection from outside (the server is stopping): the session's own
         thread then fails its wait and ends through its machine."""
         channel = self.channel
-        if channel is not None:
-            try:
-                channel.socket.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        if channel is None:
+            return
+        if channel.socket is None:
+            # An HTTP request's channel: no socket of its own; closing it ends the wait
+            # of the request and makes the next send fail.
+            channel.close_quietly()
+            return
+        try:
+            channel.socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     # -- the flow ----------------------------------------------------------------------
 
@@ -163,7 +178,7 @@ class Session:
         self.context.dispatch.emit(transition, event, CONTEXT_NORMAL_PROCESS, data)
         return self.channel is not None and self.channel.closed
 
-    def _handle_request(self, channel: ClientChannel) -> None:
+    def _handle_request(self, channel: ClientChannel | HttpChannel) -> None:
         """From the finished key exchange to the response; returns early when a handler
         closed the client (the seed's way to end the handling)."""
         data = {"client": channel}
@@ -265,29 +280,24 @@ class Session:
             outcome = self._outcome if self._outcome is not None else "closed"
         seconds = time.monotonic() - self._started
         # Counted whatever the log level (the metrics bound the verb and outcome labels).
-        self.context.metrics.request(
-            (request or {}).get("verb"), outcome, seconds, getattr(channel, "transport", "tcp")
-        )
+        self.context.metrics.request((request or {}).get("verb"), outcome, seconds, self._transport)
         level = logging.INFO if request is not None or self._outcome == "refused" else logging.DEBUG
         if not request_log.isEnabledFor(level):
             return
         verb = _field((request or {}).get("verb"))
         duration_ms = round(seconds * 1000, 1)
-        request_log.log(
-            level,
-            "%s %s in %.1f ms",
-            verb or "-",
-            outcome,
-            duration_ms,
-            extra={
-                "connection": self.id,
-                "client": channel.ip if channel is not None else self._peer,
-                "verb": verb,
-                "container": _container(request, response),
-                "outcome": outcome,
-                "duration_ms": duration_ms,
-            },
-        )
+        fields = {
+            "connection": self.id,
+            "client": channel.ip if channel is not None else self._peer,
+            "verb": verb,
+            "container": _container(request, response),
+            "outcome": outcome,
+            "duration_ms": duration_ms,
+        }
+        if self._transport != "tcp":
+            # Named for HTTP requests only: a TCP client's line stays as it was.
+            fields["transport"] = self._transport
+        request_log.log(level, "%s %s in %.1f ms", verb or "-", outcome, duration_ms, extra=fields)
 
 
 class SessionActor(pykka.ThreadingActor):

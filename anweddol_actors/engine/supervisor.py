@@ -37,7 +37,7 @@ from anweddol_actors.journal import Journal
 from anweddol_actors.lifecycle import Lifecycle, Transition
 from anweddol_actors.lifecycle.events import CONTEXT_AUTOMATIC_ACTION, CONTEXT_NORMAL_PROCESS
 from anweddol_actors.metrics import Metrics
-from anweddol_actors.transport import ClientChannel, ConnectionLimits, Listener
+from anweddol_actors.transport import ClientChannel, ConnectionLimits, HttpChannel, Listener
 
 log = logging.getLogger(__name__)
 
@@ -311,6 +311,40 @@ class Server:
             raise
         session.admitted_address = address[0]
         actor.proxy().serve(session.serve_socket, sock, address, accepted_at)
+
+    # -- HTTP requests (the web front end) ------------------------------------------------
+
+    def admit_http(self, ip: str) -> str | None:
+        """Take a slot for an HTTP request from ``ip``, as the listener admits a TCP
+        client: None when admitted (the caller then hands it to :meth:`serve_http`, or
+        gives it back with :meth:`release_http`), else why not: ``"stopping"``,
+        ``"filtered"`` (IP filter) or ``"limited"`` (``ConnectionLimits``, shared with TCP)."""
+        if self.context.stopping.is_set() or not self.running:
+            return "stopping"
+        allows = self.context.settings.ip_allows
+        if allows is not None and not allows(ip):
+            log.info("refused %s (IP filter, HTTP)", ip)
+            return "filtered"
+        if not self.connection_limits.admit(ip):
+            return "limited"  # counted and logged (at a bounded rate) by the limits
+        return None
+
+    def release_http(self, ip: str) -> None:
+        """Give back the slot of an admitted HTTP request that no session took."""
+        self.connection_limits.release(ip)
+
+    def serve_http(self, channel: HttpChannel) -> None:
+        """Serve an admitted HTTP request: a session on its own actor, which gives the slot
+        back when it ends. Raises (the slot is then still the caller's) when no session
+        could start."""
+        session = self._new_session()
+        try:
+            actor = SessionActor.start(session)
+        except BaseException:
+            self._session_ended(session)
+            raise
+        session.admitted_address = channel.ip
+        actor.proxy().serve(session.serve_channel, channel)
 
     def handle_channel(self, channel: ClientChannel, asynchronous: bool) -> None:
         """Serve a client the user accepted and wrapped (seed ``handleClient``)."""

@@ -15,7 +15,15 @@ from typing import Any
 __all__ = ["REQUEST_FIELDS", "JsonFormatter", "TextFormatter", "formatter_for"]
 
 # In the order the text format prints them.
-REQUEST_FIELDS = ("connection", "client", "verb", "container", "outcome", "duration_ms")
+REQUEST_FIELDS = (
+    "connection",
+    "client",
+    "verb",
+    "container",
+    "outcome",
+    "duration_ms",
+    "transport",
+)
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

@@ -37,6 +37,9 @@ __all__ = [
     "RESPONSE_MSG_UNAVAILABLE",
     "RESPONSE_MSG_UNSPECIFIED",
     "RESPONSE_SCHEMA",
+    "TOKEN_REGEX",
+    "UUID4_REGEX",
+    "VERB_REGEX",
     "make_request",
     "make_response",
     "validate_request",
@@ -64,8 +67,11 @@ RESPONSE_MESSAGES = (
     RESPONSE_MSG_INTERNAL_ERROR,
 )
 
-_UUID4_REGEX = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
-_TOKEN_REGEX = r"^[0-9a-zA-Z-_]{255}$"
+# Public: the HTTP API's OpenAPI description states the same patterns (web/api.py), so
+# that its documented constraints are these, not a copy that could drift.
+UUID4_REGEX = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+TOKEN_REGEX = r"^[0-9a-zA-Z-_]{255}$"
+VERB_REGEX = r"^[A-Z]{1,}$"
 
 MAX_VERB_LENGTH = 64
 MAX_PARAMETERS = 32
@@ -78,7 +84,7 @@ REQUEST_SCHEMA: dict[str, Any] = {
     "verb": {
         "type": "string",
         "maxlength": MAX_VERB_LENGTH,
-        "regex": r"^[A-Z]{1,}$",
+        "regex": VERB_REGEX,
         "required": True,
     },
     "parameters": {
@@ -91,13 +97,13 @@ REQUEST_SCHEMA: dict[str, Any] = {
         "schema": {
             "container_uuid": {
                 "type": "string",
-                "regex": _UUID4_REGEX,
+                "regex": UUID4_REGEX,
                 "required": False,
                 "dependencies": ["client_token"],
             },
             "client_token": {
                 "type": "string",
-                "regex": _TOKEN_REGEX,
+                "regex": TOKEN_REGEX,
                 "required": False,
                 "dependencies": ["container_uuid"],
             },
@@ -132,11 +138,9 @@ RESPONSE_SCHEMA: dict[str, Any] = {
         "required": True,
         "schema": {
             "container_uuid": _create_field(
-                "container_uuid", {"type": "string", "regex": _UUID4_REGEX}
+                "container_uuid", {"type": "string", "regex": UUID4_REGEX}
             ),
-            "client_token": _create_field(
-                "client_token", {"type": "string", "regex": _TOKEN_REGEX}
-            ),
+            "client_token": _create_field("client_token", {"type": "string", "regex": TOKEN_REGEX}),
             "container_iso_sha256": _create_field(
                 "container_iso_sha256", {"type": "string", "regex": r"^[a-f0-9]{64}$"}
             ),
