@@ -26,6 +26,9 @@ def build_app(engine: Server, settings: WebSettings) -> FastAPI:
         description="Short-lived SSH-reachable virtual machines: the Anweddol REST API.",
         docs_url=None,
         redoc_url=None,
+        # No redirect from /x/ to /x: POST /{verb} matches every one-segment path, so a
+        # disabled page's /ui/ would be sent to /ui instead of being unknown (404).
+        redirect_slashes=False,
     )
     # The optional parts first, so that their paths are theirs before the API's catch-all
     # POST /{verb} (which answers 405 to any other method on a one-segment path).
