@@ -10,6 +10,7 @@ left afterwards (live actors, domains of ours) is logged as a bug, not hidden.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -17,6 +18,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pykka
@@ -303,14 +305,21 @@ class Server:
         with the session, which gives it back when it ends. Raises (the listener then
         closes the socket and gives the slot back) when no session could start."""
         accepted_at = time.monotonic()
+        self._start_admitted(address[0], Session.serve_socket, sock, address, accepted_at)
+
+    def _start_admitted(self, ip: str, entry: Callable[..., None], *args: object) -> None:
+        """A session on its own actor running ``entry`` (``Session.serve_socket`` or
+        ``serve_channel``) for a client admitted into the limits from ``ip``; the session
+        gives the slot back when it ends. Raises, the slot still the caller's, when no
+        session could start."""
         session = self._new_session()
         try:
             actor = SessionActor.start(session)
         except BaseException:
             self._session_ended(session)
             raise
-        session.admitted_address = address[0]
-        actor.proxy().serve(session.serve_socket, sock, address, accepted_at)
+        session.admitted_address = ip
+        actor.proxy().serve(functools.partial(entry, session), *args)
 
     # -- HTTP requests (the web front end) ------------------------------------------------
 
@@ -337,14 +346,7 @@ class Server:
         """Serve an admitted HTTP request: a session on its own actor, which gives the slot
         back when it ends. Raises (the slot is then still the caller's) when no session
         could start."""
-        session = self._new_session()
-        try:
-            actor = SessionActor.start(session)
-        except BaseException:
-            self._session_ended(session)
-            raise
-        session.admitted_address = channel.ip
-        actor.proxy().serve(session.serve_channel, channel)
+        self._start_admitted(channel.ip, Session.serve_channel, channel)
 
     def handle_channel(self, channel: ClientChannel, asynchronous: bool) -> None:
         """Serve a client the user accepted and wrapped (seed ``handleClient``)."""

@@ -54,9 +54,9 @@ from anweddol_actors.protocol.messages import (
     RESPONSE_MSG_UNAVAILABLE,
     TOKEN_REGEX,
     UUID4_REGEX,
-    make_response,
 )
 from anweddol_actors.transport import HttpChannel
+from anweddol_actors.web.responses import client_address, normalized, refused
 from anweddol_actors.web.settings import WebSettings
 
 log = logging.getLogger(__name__)
@@ -152,14 +152,6 @@ def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
 # -- the answers ---------------------------------------------------------------------
 
 
-def normalized(
-    status: int, success: bool, message: str, reason: str | None = None, **headers: str
-) -> JSONResponse:
-    return JSONResponse(
-        make_response(success, message, {}, reason), status_code=status, headers=headers or None
-    )
-
-
 _ADMISSION_REFUSALS = {
     "filtered": (403, RESPONSE_MSG_REFUSED_REQ, None),
     "limited": (429, RESPONSE_MSG_UNAVAILABLE, "Too many connections"),
@@ -229,7 +221,7 @@ async def _disconnected(receive: Any) -> None:
 
 
 async def _serve(engine: Server, settings: WebSettings, request: Request, verb: str) -> Response:
-    ip = request.client.host if request.client is not None else ""
+    ip = client_address(request)
     refusal = engine.admit_http(ip)
     if refusal is not None:
         status, message, reason = _ADMISSION_REFUSALS[refusal]
@@ -246,7 +238,7 @@ async def _serve(engine: Server, settings: WebSettings, request: Request, verb: 
                 False,
                 RESPONSE_MSG_BAD_REQ,
                 f"Body larger than {settings.max_message_size} bytes",
-                connection="close",
+                headers={"connection": "close"},
             )
         payload, error = _parse(verb, body)
         channel = HttpChannel(ip, payload, asyncio.get_running_loop(), error=error)
@@ -346,10 +338,9 @@ def install(app: FastAPI, engine: Server, settings: WebSettings) -> None:
     )
 
     async def home(request: Request) -> Response:
-        ip = request.client.host if request.client is not None else ""
-        allows = engine.settings.ip_allows
-        if allows is not None and not allows(ip):
-            return normalized(403, False, RESPONSE_MSG_REFUSED_REQ)
+        refusal = refused(request, engine.settings.ip_allows)
+        if refusal is not None:
+            return refusal
         links = {"openapi": "/openapi.json"}
         if settings.enable_metrics:
             links["metrics"] = "/metrics"

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
-from anweddol_actors.protocol.messages import RESPONSE_MSG_REFUSED_REQ
+from anweddol_actors.web.responses import refused
 from anweddol_actors.web.settings import WebSettings
 
 __all__ = ["install"]
@@ -26,12 +26,8 @@ def install(app: FastAPI, engine: Any, settings: WebSettings) -> None:
     # journal and asks the registry actor (both blocking, both bounded).
     @app.get("/metrics", include_in_schema=False)
     def metrics(request: Request) -> Response:
-        allows = engine.settings.ip_allows
-        client = request.client.host if request.client is not None else ""
-        if allows is not None and not allows(client):
-            return JSONResponse(
-                {"success": False, "message": RESPONSE_MSG_REFUSED_REQ, "data": {}},
-                status_code=403,
-            )
+        refusal = refused(request, engine.settings.ip_allows)
+        if refusal is not None:
+            return refusal
         registry_metrics = engine.context.metrics
         return Response(registry_metrics.render(), media_type=registry_metrics.content_type)

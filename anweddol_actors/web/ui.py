@@ -32,6 +32,7 @@ from anweddol_actors.lifecycle.definitions import SPECS
 from anweddol_actors.lifecycle.render import RenderError, to_dot, to_svg
 from anweddol_actors.policy.ip_filter import ANY, IpFilter
 from anweddol_actors.protocol.messages import RESPONSE_MSG_REFUSED_REQ
+from anweddol_actors.web.responses import normalized
 from anweddol_actors.web.settings import WebSettings
 
 __all__ = ["PREFIX", "install"]
@@ -162,11 +163,7 @@ def _under_prefix(path: str) -> bool:
 
 
 def _normalized(status: int, message: str) -> JSONResponse:
-    return JSONResponse(
-        {"success": False, "message": message, "data": {}},
-        status_code=status,
-        headers=_DATA_HEADERS,
-    )
+    return normalized(status, False, message, headers=_DATA_HEADERS)
 
 
 def _static_files() -> dict[str, bytes]:
