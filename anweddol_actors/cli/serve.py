@@ -19,6 +19,7 @@ from pathlib import Path
 from anweddol_actors.cli import CliError
 from anweddol_actors.cli.configfile import add_config_option, load
 from anweddol_actors.cli.keyfiles import key_fingerprint, load_or_create_keys
+from anweddol_actors.config.host import tls_problem
 from anweddol_actors.errors import AnweddolError
 from anweddol_actors.service import pidfile, privileges
 from anweddol_actors.service.policies import LivePolicies
@@ -82,6 +83,13 @@ def run(args: argparse.Namespace) -> int:
     for option, port in (("--port", args.port), ("--web-port", args.web_port)):
         if port is not None and not 0 <= port <= 65535:
             raise CliError(f"{option}: {port} is not a port number (0..65535)")
+
+    web = config.web_server
+    if (web.enabled or args.web) and web.enable_ssl:
+        # Before anything starts (the TCP server, containers): as config check says it.
+        problem = tls_problem(web.ssl_pem_certificate_file_path, web.ssl_pem_private_key_file_path)
+        if problem:
+            raise CliError(f"{loaded.source}: {problem}")
 
     settings = settings_from_config(config)
     if args.bind is not None:

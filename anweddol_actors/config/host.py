@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import os
 import pwd
+import ssl
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+
 from anweddol_actors.config.model import ServerConfig
 
-__all__ = ["domain_type_problem", "file_problems", "host_problems", "user_problem"]
+__all__ = [
+    "domain_type_problem",
+    "file_problems",
+    "host_problems",
+    "tls_problem",
+    "user_problem",
+]
 
 
 def host_problems(config: ServerConfig) -> list[str]:
@@ -86,15 +96,58 @@ def file_problems(config: ServerConfig) -> list[str]:
         if problem:
             problems.append(f"server.private_rsa_key_file_path: {private}: {problem}")
     web = config.web_server
-    if web.enabled and web.enable_ssl:
-        # Read at start, before the privilege drop: a root-only key is fine for serve,
-        # but config check run as another user says so, naming the file.
-        for key in ("ssl_pem_certificate_file_path", "ssl_pem_private_key_file_path"):
-            path = getattr(web, key)
-            problem = _unreadable(Path(path)) if path else "not set"
-            if problem:
-                problems.append(f"web_server.{key}: {path}: {problem}")
+    if web.enable_ssl:
+        # Whether or not web_server.enabled: serve --web turns it on. Read at start, before
+        # the privilege drop: a root-only key is fine for serve, but config check run as
+        # another user says so, naming the file.
+        problem = tls_problem(web.ssl_pem_certificate_file_path, web.ssl_pem_private_key_file_path)
+        if problem:
+            problems.append(problem)
     return problems
+
+
+def tls_problem(certificate: str | None, key: str | None) -> str | None:
+    """Why the PEM pair cannot serve HTTPS, naming the key and the file: unreadable, not a
+    certificate, not a private key, encrypted (a service cannot type its password), or not
+    the certificate's key; None when it can."""
+    for path, name in (
+        (certificate, "ssl_pem_certificate_file_path"),
+        (key, "ssl_pem_private_key_file_path"),
+    ):
+        problem = _unreadable(Path(path)) if path else "not set"
+        if problem:
+            return f"web_server.{name}: {path}: {problem}"
+    assert certificate is not None and key is not None
+    try:
+        ssl.create_default_context().load_verify_locations(certificate)
+    except (ssl.SSLError, ValueError) as exc:
+        return (
+            f"web_server.ssl_pem_certificate_file_path: {certificate}: not a PEM certificate"
+            f" ({_reason(exc)})"
+        )
+    try:
+        serialization.load_pem_private_key(Path(key).read_bytes(), password=None)
+    except TypeError:
+        # cryptography's word for "encrypted, and no password given".
+        return (
+            f"web_server.ssl_pem_private_key_file_path: {key}: the key is encrypted (a"
+            " service cannot type its password): write it unencrypted, readable by root"
+            " only (openssl pkey -in KEY -out PLAIN)"
+        )
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        return f"web_server.ssl_pem_private_key_file_path: {key}: not a PEM private key ({exc})"
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(certificate, key)
+    except (ssl.SSLError, ValueError) as exc:
+        return (
+            f"web_server.ssl_pem_private_key_file_path: {key}: not the private key of"
+            f" {certificate} ({_reason(exc)})"
+        )
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "reason", None) or str(exc) or type(exc).__name__
 
 
 def _unreadable(path: Path) -> str | None:

@@ -33,6 +33,7 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from anweddol_actors.config.host import tls_problem
 from anweddol_actors.errors import AnweddolError
 from anweddol_actors.protocol.messages import (
     RESPONSE_MSG_BAD_REQ,
@@ -281,40 +282,11 @@ class WebServer:
 
 
 def check_tls_files(certificate: str | None, key: str | None) -> None:
-    """Raise WebError naming the PEM file that cannot be read, is not a certificate, or is
-    not the certificate's private key."""
-    for what, path, key_name in (
-        ("certificate", certificate, "ssl_pem_certificate_file_path"),
-        ("private key", key, "ssl_pem_private_key_file_path"),
-    ):
-        if path is None:
-            raise WebError(f"web_server.{key_name}: no {what} file given")
-        try:
-            with open(path, "rb"):
-                pass
-        except OSError as exc:
-            raise WebError(
-                f"web_server.{key_name}: cannot read the {what} {path}:"
-                f" {exc.strerror or _describe(exc)}"
-            ) from None
-    try:
-        ssl.create_default_context().load_verify_locations(certificate)
-    except (ssl.SSLError, ValueError) as exc:
-        raise WebError(
-            f"web_server.ssl_pem_certificate_file_path: {certificate} is not a PEM"
-            f" certificate: {_describe(exc)}"
-        ) from None
-    try:
-        # An empty password: a key that needs one is refused here, where OpenSSL would
-        # otherwise prompt on the terminal (a service has none).
-        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(
-            certificate, key, password=lambda: b""
-        )
-    except (ssl.SSLError, ValueError) as exc:
-        raise WebError(
-            f"web_server.ssl_pem_private_key_file_path: {key} is not the private key of"
-            f" {certificate}: {_describe(exc)}"
-        ) from None
+    """Raise WebError naming the PEM file that cannot serve HTTPS (``config check`` asks
+    the same question: ``config.host.tls_problem``)."""
+    problem = tls_problem(certificate, key)
+    if problem is not None:
+        raise WebError(problem)
 
 
 def _listen(host: str, port: int) -> socket.socket:

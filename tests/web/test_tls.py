@@ -3,10 +3,13 @@ self-signed certificate; and PEM files that cannot be used, named in one line.""
 
 from __future__ import annotations
 
+import re
 import ssl
+from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
 from tls import self_signed
 
 from anweddol_actors.config import config_from_mapping
@@ -38,25 +41,61 @@ def start_with(engine, **tls) -> WebServer:
     return server
 
 
-def test_unusable_pem_files_are_named(make_web, tmp_path):
-    engine = make_web().engine
+def encrypted_copy(key: Path, folder: Path) -> Path:
+    """``key`` written again, encrypted with a password."""
+    loaded = serialization.load_pem_private_key(key.read_bytes(), password=None)
+    path = folder / "encrypted.pem"
+    path.write_bytes(
+        loaded.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    return path
+
+
+def unusable_pairs(tmp_path: Path) -> list[tuple[Path, Path, str]]:
+    """``(certificate, key, the one line that names what is wrong)`` for each bad pair."""
     cert, key = self_signed(tmp_path)
     missing = tmp_path / "missing.pem"
-    with pytest.raises(
-        WebError,
-        match=f"ssl_pem_certificate_file_path: cannot read the certificate {missing}: No such file",
-    ):
-        start_with(engine, ssl_certificate_path=str(missing), ssl_key_path=str(key))
-    with pytest.raises(
-        WebError, match=f"ssl_pem_private_key_file_path: cannot read the private key {missing}"
-    ):
-        start_with(engine, ssl_certificate_path=str(cert), ssl_key_path=str(missing))
-    with pytest.raises(WebError, match=f"{key} is not a PEM certificate"):
-        start_with(engine, ssl_certificate_path=str(key), ssl_key_path=str(key))
     (tmp_path / "other").mkdir()
     _, other_key = self_signed(tmp_path / "other")
-    with pytest.raises(WebError, match=f"{other_key} is not the private key of {cert}"):
-        start_with(engine, ssl_certificate_path=str(cert), ssl_key_path=str(other_key))
+    return [
+        (missing, key, f"ssl_pem_certificate_file_path: {missing}: no such file"),
+        (cert, missing, f"ssl_pem_private_key_file_path: {missing}: no such file"),
+        (key, key, f"ssl_pem_certificate_file_path: {key}: not a PEM certificate"),
+        (cert, cert, f"ssl_pem_private_key_file_path: {cert}: not a PEM private key"),
+        (
+            cert,
+            encrypted_copy(key, tmp_path),
+            "the key is encrypted (a service cannot type its password)",
+        ),
+        (cert, other_key, f"ssl_pem_private_key_file_path: {other_key}: not the private key of"),
+    ]
+
+
+def test_unusable_pem_files_are_named(make_web, tmp_path):
+    engine = make_web().engine
+    for cert, key, line in unusable_pairs(tmp_path):
+        with pytest.raises(WebError, match=re.escape(line)):
+            start_with(engine, ssl_certificate_path=str(cert), ssl_key_path=str(key))
+
+
+def test_config_check_names_unusable_pem_files(tmp_path):
+    # config check asks the question serve asks, before anything starts.
+    for cert, key, line in unusable_pairs(tmp_path):
+        config = config_from_mapping(
+            {
+                "web_server": {
+                    "enable_ssl": True,
+                    "ssl_pem_certificate_file_path": str(cert),
+                    "ssl_pem_private_key_file_path": str(key),
+                }
+            }
+        )
+        [problem] = [p for p in file_problems(config) if p.startswith("web_server.")]
+        assert line in problem
 
 
 def test_config_check_names_missing_pem_files(tmp_path):
