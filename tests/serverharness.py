@@ -1,7 +1,9 @@
-"""A real ServerInterface running on its own thread, for the tests that talk to one."""
+"""A real ServerInterface running on its own thread, for the tests that talk to one; and
+the loopback stand-ins those tests put beside it."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
@@ -58,3 +60,34 @@ def wait_for(predicate, timeout: float = 10.0, what: str = "condition") -> None:
     while not predicate():
         assert time.monotonic() < deadline, f"{what} not met within {timeout} s"
         time.sleep(0.02)
+
+
+class Echo:
+    """A loopback echo server standing in for the guest's SSH port; each connection on
+    its own thread, as a relay may hold several at once."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _echo(conn: socket.socket) -> None:
+        with conn:
+            try:
+                while data := conn.recv(65536):
+                    conn.sendall(data)
+            except OSError:
+                pass  # the relay resets its connections when it stops
+
+    def close(self) -> None:
+        self.server.close()
