@@ -7,13 +7,12 @@ import ssl
 
 import httpx
 import pytest
+from serverharness import serve_web
 from tls import self_signed
 
 from anweddol_actors.config import config_from_mapping
 from anweddol_actors.config.host import file_problems
-from anweddol_actors.web.app import build_app
-from anweddol_actors.web.server import WebError, WebServer
-from anweddol_actors.web.settings import WebSettings
+from anweddol_actors.web.server import WebError
 
 
 def test_stat_over_https_verified_against_the_certificate(make_web, tmp_path):
@@ -31,13 +30,6 @@ def test_stat_over_https_verified_against_the_certificate(make_web, tmp_path):
         httpx.post(web.url.replace("https://", "http://") + "/stat", timeout=10)
 
 
-def start_with(engine, **tls) -> WebServer:
-    settings = WebSettings(bind_address="127.0.0.1", port=0, **tls)
-    server = WebServer(build_app(engine, settings), settings)
-    server.start()
-    return server
-
-
 def test_unusable_pem_files_are_named(make_web, tmp_path):
     engine = make_web().engine
     cert, key = self_signed(tmp_path)
@@ -46,17 +38,17 @@ def test_unusable_pem_files_are_named(make_web, tmp_path):
         WebError,
         match=f"ssl_pem_certificate_file_path: cannot read the certificate {missing}: No such file",
     ):
-        start_with(engine, ssl_certificate_path=str(missing), ssl_key_path=str(key))
+        serve_web(engine, ssl_certificate_path=str(missing), ssl_key_path=str(key))
     with pytest.raises(
         WebError, match=f"ssl_pem_private_key_file_path: cannot read the private key {missing}"
     ):
-        start_with(engine, ssl_certificate_path=str(cert), ssl_key_path=str(missing))
+        serve_web(engine, ssl_certificate_path=str(cert), ssl_key_path=str(missing))
     with pytest.raises(WebError, match=f"{key} is not a PEM certificate"):
-        start_with(engine, ssl_certificate_path=str(key), ssl_key_path=str(key))
+        serve_web(engine, ssl_certificate_path=str(key), ssl_key_path=str(key))
     (tmp_path / "other").mkdir()
     _, other_key = self_signed(tmp_path / "other")
     with pytest.raises(WebError, match=f"{other_key} is not the private key of {cert}"):
-        start_with(engine, ssl_certificate_path=str(cert), ssl_key_path=str(other_key))
+        serve_web(engine, ssl_certificate_path=str(cert), ssl_key_path=str(other_key))
 
 
 def test_config_check_names_missing_pem_files(tmp_path):
