@@ -20,7 +20,6 @@ import http.client
 import json
 import multiprocessing
 import os
-import shutil
 import socket
 import statistics
 import sys
@@ -31,49 +30,34 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import httpx  # noqa: E402
+from benchserver import end_child, sample, start_server, stop_server  # noqa: E402
 
 from anweddol_actors.client import Client  # noqa: E402
 from anweddol_actors.protocol.crypto import generate_private_key, private_pem  # noqa: E402
 
 
 def serve(port_queue, stop_event, pem: bytes, journal_path: str) -> None:
-    from anweddol_actors.core.crypto import RSAWrapper
-    from anweddol_actors.core.server import ServerInterface
     from anweddol_actors.engine.settings import Settings
     from anweddol_actors.web.app import build_app
     from anweddol_actors.web.server import WebServer
     from anweddol_actors.web.settings import WebSettings
 
-    wrapper = RSAWrapper(generate_key_pair=False)
-    wrapper.setPrivateKey(pem, pem_format=True)
-    server = ServerInterface(
-        "/nonexistent.iso",
-        "127.0.0.1",
-        0,
-        60.0,
-        runtime_rsa_wrapper=wrapper,
-        # No connection caps: this measures throughput, not the limits (a session gives
-        # its slot back just after its answer, a fast client may reconnect before).
-        settings=Settings(
-            database=journal_path,
-            libvirt_uri="test:///default",
-            max_connections=None,
-            max_connections_per_address=None,
-        ),
+    # No connection caps: this measures throughput, not the limits (a session gives its
+    # slot back just after its answer, a fast client may reconnect before).
+    settings = Settings(
+        database=journal_path,
+        libvirt_uri="test:///default",
+        max_connections=None,
+        max_connections_per_address=None,
     )
-    thread = threading.Thread(target=server.startServer, daemon=True)
-    thread.start()
-    while not server.isRunning():
-        time.sleep(0.01)
+    server, thread = start_server(settings, pem=pem)
     web_settings = WebSettings(bind_address="127.0.0.1", port=0)
     web = WebServer(build_app(server.engine, web_settings), web_settings)
     web.start()
     port_queue.put((server.listen_address[1], web.url))
     stop_event.wait()
     web.stop()
-    server.stopServer()
-    thread.join()
-    server.close()
+    stop_server(server, thread)
 
 
 def post_once(url: str) -> dict:
@@ -169,11 +153,11 @@ def main() -> None:
             sock.sendall(b"POST /stat HTTP/1.1\r\nHost: x\r\nX-Slow: a")
             trickling.append(sock)
         time.sleep(0.5)
-        samples = []
-        for _ in range(20):
-            started = time.perf_counter()
+
+        def one_stat() -> None:
             assert post_once(url)["success"]
-            samples.append(time.perf_counter() - started)
+
+        samples = sample(one_stat)
         print(
             f"one HTTP STAT with 100 trickling connections open: p50 "
             f"{statistics.median(samples) * 1000:.1f} ms, max {max(samples) * 1000:.1f} ms"
@@ -181,12 +165,7 @@ def main() -> None:
         for sock in trickling:
             sock.close()
     finally:
-        stop_event.set()
-        process.join(timeout=120)
-        if process.is_alive():
-            process.terminate()
-            process.join()
-        shutil.rmtree(workdir, ignore_errors=True)
+        end_child(process, workdir, stop_event)
 
 
 if __name__ == "__main__":

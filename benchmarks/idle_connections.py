@@ -31,7 +31,6 @@ import socket
 import sqlite3
 import sys
 import tempfile
-import threading
 import time
 
 SOURCES = [f"127.0.1.{i}" for i in range(1, 65)]
@@ -50,12 +49,12 @@ ARGS = parse() if __name__ == "__main__" else None
 if ARGS is not None:
     sys.path.insert(0, os.path.abspath(ARGS.tree))
 
+from benchserver import start_server, stop_server  # noqa: E402
+
 from anweddol_actors.client import Client  # noqa: E402
 
 
 def serve(port_queue, stop_event, journal_path: str, caps: bool) -> None:
-    from anweddol_actors.core.crypto import RSAWrapper
-    from anweddol_actors.core.server import ServerInterface
     from anweddol_actors.engine.settings import Settings
 
     limits = {} if caps else {"max_connections": None, "max_connections_per_address": None}
@@ -66,23 +65,10 @@ def serve(port_queue, stop_event, journal_path: str, caps: bool) -> None:
         request_deadline=600,
         **limits,
     )
-    server = ServerInterface(
-        "/nonexistent.iso",
-        "127.0.0.1",
-        0,
-        600,
-        runtime_rsa_wrapper=RSAWrapper(key_size=2048),
-        settings=settings,
-    )
-    thread = threading.Thread(target=server.startServer, daemon=True)
-    thread.start()
-    while not server.isRunning():
-        time.sleep(0.01)
+    server, thread = start_server(settings, client_timeout=600)
     port_queue.put(server.listen_address[1])
     stop_event.wait()
-    server.stopServer()
-    thread.join()
-    server.close()
+    stop_server(server, thread)
 
 
 def status(pid: int) -> tuple[int, int, int]:

@@ -27,6 +27,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from benchserver import start_server, stop_server  # noqa: E402
+
 from anweddol_actors.client import Client  # noqa: E402
 from anweddol_actors.protocol.crypto import generate_private_key, private_pem  # noqa: E402
 
@@ -40,39 +42,25 @@ STAT_ROWS = [
 
 
 def serve(mode: str, port_queue, commands, answers, pem: bytes, folder: str) -> None:
-    from anweddol_actors.core.crypto import RSAWrapper
-    from anweddol_actors.core.server import ServerInterface
     from anweddol_actors.engine.settings import Settings
     from anweddol_actors.logs import configure
     from anweddol_actors.metrics import NoMetrics
 
     configure("WARNING", os.path.join(folder, f"{mode}.log"), "text", None)
-    wrapper = RSAWrapper(generate_key_pair=False)
-    wrapper.setPrivateKey(pem, pem_format=True)
-    server = ServerInterface(
-        "/nonexistent.iso",
-        "127.0.0.1",
-        0,
-        60.0,
-        runtime_rsa_wrapper=wrapper,
-        settings=Settings(
-            database=os.path.join(folder, f"{mode}.sqlite3"),
-            libvirt_uri="test:///default",
-            max_connections_per_address=None,
-        ),
+    settings = Settings(
+        database=os.path.join(folder, f"{mode}.sqlite3"),
+        libvirt_uri="test:///default",
+        max_connections_per_address=None,
     )
-    if mode == "noop":
+
+    def no_metrics(server) -> None:
         server.engine.context.use_metrics(NoMetrics())
-    thread = threading.Thread(target=server.startServer, daemon=True)
-    thread.start()
-    while not server.isRunning():
-        time.sleep(0.01)
+
+    server, thread = start_server(settings, pem=pem, prepare=no_metrics if mode == "noop" else None)
     port_queue.put(server.listen_address[1])
     while commands.get() is not None:
         answers.put(time.process_time())
-    server.stopServer()
-    thread.join()
-    server.close()
+    stop_server(server, thread)
 
 
 def send_stats(port: int, clients: int, count: int, client_key) -> None:

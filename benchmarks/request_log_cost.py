@@ -26,6 +26,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from benchserver import start_server, stop_server  # noqa: E402
+
 from anweddol_actors.client import Client  # noqa: E402
 from anweddol_actors.protocol.crypto import generate_private_key, private_pem  # noqa: E402
 
@@ -42,38 +44,22 @@ def apply(mode: str, folder: str) -> None:
 
 
 def serve(port_queue, commands, done, pem: bytes, folder: str) -> None:
-    from anweddol_actors.core.crypto import RSAWrapper
-    from anweddol_actors.core.server import ServerInterface
     from anweddol_actors.engine.settings import Settings
 
     apply("off", folder)
-    wrapper = RSAWrapper(generate_key_pair=False)
-    wrapper.setPrivateKey(pem, pem_format=True)
-    server = ServerInterface(
-        "/nonexistent.iso",
-        "127.0.0.1",
-        0,
-        60.0,
-        runtime_rsa_wrapper=wrapper,
-        # No per-address limit: every client of the benchmark comes from 127.0.0.1, and a
-        # refused connection would be retried at once, measuring the refusals instead.
-        settings=Settings(
-            database=os.path.join(folder, "journal.sqlite3"),
-            libvirt_uri="test:///default",
-            max_connections_per_address=None,
-        ),
+    # No per-address limit: every client of the benchmark comes from 127.0.0.1, and a
+    # refused connection would be retried at once, measuring the refusals instead.
+    settings = Settings(
+        database=os.path.join(folder, "journal.sqlite3"),
+        libvirt_uri="test:///default",
+        max_connections_per_address=None,
     )
-    thread = threading.Thread(target=server.startServer, daemon=True)
-    thread.start()
-    while not server.isRunning():
-        time.sleep(0.01)
+    server, thread = start_server(settings, pem=pem)
     port_queue.put(server.listen_address[1])
     while (mode := commands.get()) is not None:
         apply(mode, folder)
         done.put(mode)
-    server.stopServer()
-    thread.join()
-    server.close()
+    stop_server(server, thread)
 
 
 def stat_rate(port: int, clients: int, seconds: float, client_key) -> float:

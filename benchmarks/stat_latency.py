@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import shutil
 import socket
 import statistics
 import sys
@@ -26,6 +25,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from benchserver import end_child, sample, start_server, stop_server  # noqa: E402
 
 from anweddol_actors.client import Client  # noqa: E402
 from anweddol_actors.protocol.crypto import (  # noqa: E402
@@ -36,30 +37,14 @@ from anweddol_actors.protocol.crypto import (  # noqa: E402
 
 
 def serve(port_queue, stop_event, pem: bytes, client_timeout: float, journal_path: str) -> None:
-    from anweddol_actors.core.crypto import RSAWrapper
-    from anweddol_actors.core.server import ServerInterface
     from anweddol_actors.engine.settings import Settings
 
-    wrapper = RSAWrapper(generate_key_pair=False)
-    wrapper.setPrivateKey(pem, pem_format=True)
-    server = ServerInterface(
-        "/nonexistent.iso",
-        "127.0.0.1",
-        0,
-        client_timeout,
-        runtime_rsa_wrapper=wrapper,
-        # A real journal file (WAL, fsync per transition), as a deployed server has.
-        settings=Settings(database=journal_path, libvirt_uri="test:///default"),
-    )
-    thread = threading.Thread(target=server.startServer, daemon=True)
-    thread.start()
-    while not server.isRunning():
-        time.sleep(0.01)
+    # A real journal file (WAL, fsync per transition), as a deployed server has.
+    settings = Settings(database=journal_path, libvirt_uri="test:///default")
+    server, thread = start_server(settings, pem=pem, client_timeout=client_timeout)
     port_queue.put(server.listen_address[1])
     stop_event.wait()
-    server.stopServer()
-    thread.join()
-    server.close()
+    stop_server(server, thread)
 
 
 def rsa_decrypt_rate(key, seconds: float = 2.0) -> float:
@@ -144,12 +129,8 @@ def main() -> None:
             )
         idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(100)]
         time.sleep(0.5)
-        samples = []
         client = Client("127.0.0.1", port, timeout=30, private_key=client_key)
-        for _ in range(20):
-            started = time.perf_counter()
-            client.stat()
-            samples.append(time.perf_counter() - started)
+        samples = sample(client.stat)
         print(
             f"one STAT with 100 idle connections open: p50 "
             f"{statistics.median(samples) * 1000:.1f} ms, max {max(samples) * 1000:.1f} ms "
@@ -158,12 +139,7 @@ def main() -> None:
         for sock in idle:
             sock.close()
     finally:
-        stop_event.set()
-        process.join(timeout=120)
-        if process.is_alive():
-            process.terminate()
-            process.join()
-        shutil.rmtree(workdir, ignore_errors=True)
+        end_child(process, workdir, stop_event)
 
 
 if __name__ == "__main__":

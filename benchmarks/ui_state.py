@@ -16,43 +16,24 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
-import threading
 import time
-import uuid
 from pathlib import Path
 
 import httpx
 
-from anweddol_actors.actors.registry import LiveContainer
-from anweddol_actors.core.crypto import RSAWrapper
-from anweddol_actors.core.server import ServerInterface
-from anweddol_actors.engine import admin
-from anweddol_actors.engine.entities import start_container, start_forwarder
-from anweddol_actors.engine.settings import Settings
-from anweddol_actors.journal import Journal
-from anweddol_actors.lifecycle.events import CONTEXT_NORMAL_PROCESS
-from anweddol_actors.web import ui
-from anweddol_actors.web.app import build_app
-from anweddol_actors.web.server import WebServer
-from anweddol_actors.web.settings import WebSettings
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' stand-in server and container, shared
+
+from serverharness import serve_stand_in, serve_web, stand_in_server  # noqa: E402
+
+from anweddol_actors.core.crypto import RSAWrapper  # noqa: E402
+from anweddol_actors.engine import admin  # noqa: E402
+from anweddol_actors.journal import Journal  # noqa: E402
+from anweddol_actors.web import ui  # noqa: E402
 
 FORWARDER_PORTS = (44000, 44099)
-
-
-def stand_in(engine) -> None:
-    context = engine.context
-    container_uuid = str(uuid.uuid4())
-    assert context.registry.reserve_slot().get()
-    container = start_container(context, container_uuid)
-    container.create(CONTEXT_NORMAL_PROCESS).get()
-    container.start_domain(CONTEXT_NORMAL_PROCESS).get()
-    container.mark_administered("user_12345", CONTEXT_NORMAL_PROCESS).get()
-    forwarder = start_forwarder(context, container_uuid, ("127.0.0.1", 9), owner="127.0.0.9")
-    forwarder.create(CONTEXT_NORMAL_PROCESS).get()
-    forwarder.start_forwarding(CONTEXT_NORMAL_PROCESS).get()
-    container.mark_serving(forwarder.port.get(), CONTEXT_NORMAL_PROCESS).get()
-    assert context.registry.add(LiveContainer(container_uuid, container, forwarder)).get()
 
 
 def fill_journal(path: Path, rows: int) -> None:
@@ -97,41 +78,18 @@ def main() -> None:
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="ui-bench-"))
-    iso = folder / "stand-in.iso"
-    iso.write_bytes(b"\0" * 1024)
     database = folder / "journal.sqlite3"
     fill_journal(database, args.journal_rows)
-    settings = Settings(
+    running = stand_in_server(
+        RSAWrapper(key_size=2048),
+        folder,
+        FORWARDER_PORTS,
         database=str(database),
-        libvirt_uri="test:///default",
-        domain_type="test",
-        container_memory=128,
-        container_vcpus=1,
-        port_range=FORWARDER_PORTS,
-        forward_bind_address="127.0.0.1",
         max_containers=args.containers + 1,
         max_lifetime=3600,
-        max_idle_time=None,
-    )
-    server = ServerInterface(
-        str(iso),
-        "127.0.0.1",
-        0,
-        3,
-        runtime_rsa_wrapper=RSAWrapper(key_size=2048),
-        settings=settings,
-    )
-    thread = threading.Thread(target=server.startServer, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.isRunning():
-        if time.monotonic() > deadline:
-            raise SystemExit("server did not start")
-        time.sleep(0.01)
-    engine = server.engine
-    web_settings = WebSettings(bind_address="127.0.0.1", port=0, enable_ui=True)
-    web = WebServer(build_app(engine, web_settings), web_settings)
-    web.start()
+    ).start()
+    engine = running.engine
+    web = serve_web(engine, enable_ui=True)
     try:
         with httpx.Client(base_url=web.url, timeout=30) as client:
             first = time.perf_counter()
@@ -143,7 +101,7 @@ def main() -> None:
             print(f"{'live':>5}  {'what':<38} {'median ms':>9} {'p95 ms':>8}")
             for live in (0, args.containers):
                 while engine.registry.count().get() < live:
-                    stand_in(engine)
+                    serve_stand_in(engine)
 
                 def baseline():
                     admin.list_containers(engine.context)
@@ -163,9 +121,7 @@ def main() -> None:
                     print(f"{live:>5}  {what:<38} {median:>9.2f} {p95:>8.2f}")
     finally:
         web.stop()
-        server.stopServer()
-        thread.join(60)
-        server.close()
+        running.stop()
 
 
 if __name__ == "__main__":

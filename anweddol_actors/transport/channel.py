@@ -35,7 +35,13 @@ from anweddol_actors.protocol.messages import make_response, validate_request
 
 _RECV_SIZE = 65536
 
-__all__ = ["ChannelClosed", "ClientChannel", "RequestDeadlinePassed", "client_id_for"]
+__all__ = [
+    "ChannelClosed",
+    "ClientChannel",
+    "RequestDeadlinePassed",
+    "client_id_for",
+    "take_request",
+]
 
 
 class ChannelClosed(AnweddolError, RuntimeError):
@@ -44,6 +50,21 @@ class ChannelClosed(AnweddolError, RuntimeError):
 
 class RequestDeadlinePassed(AnweddolError, TimeoutError):
     """The client did not complete its request within the request deadline."""
+
+
+def take_request(
+    channel: Any, payload: Any, error: str | None, store: bool
+) -> tuple[bool, dict | None, dict | None]:
+    """A received request judged the one way of both transports: ``(is_valid, sanitized |
+    None, errors | None)``. ``error`` says why the bytes could not be read as a request
+    (it is then malformed); a valid request is kept as ``channel.stored_request`` when
+    ``store`` is set."""
+    if error is not None:
+        return (False, None, {"request": [error]})
+    valid, sanitized, errors = validate_request(payload)
+    if valid and store:
+        channel.stored_request = sanitized
+    return (valid, sanitized, errors)
 
 
 def client_id_for(ip: str) -> str:
@@ -151,12 +172,7 @@ class ClientChannel:
         self._request_received = True
         self._deadline = None
         self.socket.settimeout(self._after_request_timeout())
-        if event.error is not None:
-            return (False, None, {"request": [event.error]})
-        valid, sanitized, errors = validate_request(event.payload)
-        if valid and store:
-            self.stored_request = sanitized
-        return (valid, sanitized, errors)
+        return take_request(self, event.payload, event.error, store)
 
     def send_response(
         self, success: bool, message: str, data: dict | None = None, reason: str | None = None

@@ -3,8 +3,8 @@
 The web front end (``anweddol_actors.web.api``) reads and parses the request's body; the
 engine's session then runs it exactly as it runs a TCP client's request, through the same
 calls it makes on a :class:`~anweddol_actors.transport.channel.ClientChannel`:
-``receive_request`` (validated by :func:`~anweddol_actors.protocol.messages.validate_request`,
-the one validator of both transports), ``send_response``, ``close``. There is no key
+``receive_request`` (judged by :func:`~anweddol_actors.transport.channel.take_request`,
+as a TCP client's request is), ``send_response``, ``close``. There is no key
 exchange (``handshake_done`` is True from the start) and no socket (``socket`` is None:
 the connection belongs to the HTTP server).
 
@@ -25,8 +25,8 @@ import threading
 import time
 from typing import Any
 
-from anweddol_actors.protocol.messages import make_response, validate_request
-from anweddol_actors.transport.channel import ChannelClosed, client_id_for
+from anweddol_actors.protocol.messages import make_response
+from anweddol_actors.transport.channel import ChannelClosed, client_id_for, take_request
 
 __all__ = ["DEFAULT_DELIVERY_TIMEOUT", "HttpChannel"]
 
@@ -99,12 +99,7 @@ class HttpChannel:
         if self._received:
             raise ChannelClosed("an HTTP request carries one request")
         self._received = True
-        if self._error is not None:
-            return (False, None, {"request": [self._error]})
-        valid, sanitized, errors = validate_request(self._request)
-        if valid and store:
-            self.stored_request = sanitized
-        return (valid, sanitized, errors)
+        return take_request(self, self._request, self._error, store)
 
     def send_response(
         self, success: bool, message: str, data: dict | None = None, reason: str | None = None

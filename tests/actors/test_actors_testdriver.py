@@ -9,6 +9,7 @@ import threading
 import uuid
 
 import pytest
+from serverharness import Echo
 
 from anweddol_actors.actors.container import ContainerActor, ContainerSettings
 from anweddol_actors.actors.endpoint_shell import EndpointShellActor
@@ -128,32 +129,6 @@ def test_a_failing_hypervisor_fails_the_container_through_its_machine(
     assert "injected" in journal.history(entity_id=uid)[2]["details"]["reason"]
     assert [(entity_id, kind) for entity_id, kind, _, _ in told] == [(uid, "container")]
     assert told[0][2].trigger == "fail"
-
-
-class Echo:
-    """A loopback echo server standing in for the guest's SSH port."""
-
-    def __init__(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            with conn:
-                try:
-                    while data := conn.recv(65536):
-                        conn.sendall(data)
-                except OSError:
-                    pass  # the relay resets its connections when it stops
-
-    def close(self) -> None:
-        self.server.close()
 
 
 @pytest.fixture

@@ -7,12 +7,10 @@ from pathlib import Path
 
 import pytest
 from adminsupport import FORWARDER_PORTS
-from serverharness import RunningServer
+from serverharness import stand_in_server
 
 from anweddol_actors.admin.server import AdminServer
 from anweddol_actors.core.crypto import RSAWrapper
-from anweddol_actors.core.server import ServerInterface
-from anweddol_actors.engine.settings import Settings
 
 
 @pytest.fixture(scope="session")
@@ -23,24 +21,7 @@ def rsa() -> RSAWrapper:
 @pytest.fixture
 def running(rsa, tmp_path):
     """A started server on test:///default; stopped at teardown."""
-    iso = tmp_path / "stand-in.iso"
-    iso.write_bytes(b"\0" * 1024)
-    settings = Settings(
-        database=":memory:",
-        libvirt_uri="test:///default",
-        domain_type="test",
-        container_memory=128,
-        container_vcpus=1,
-        port_range=FORWARDER_PORTS,
-        forward_bind_address="127.0.0.1",
-        max_containers=4,
-        max_lifetime=None,
-        max_idle_time=None,
-    )
-    server = ServerInterface(
-        str(iso), "127.0.0.1", 0, 3, runtime_rsa_wrapper=rsa, settings=settings
-    )
-    running = RunningServer(server).start()
+    running = stand_in_server(rsa, tmp_path, FORWARDER_PORTS).start()
     yield running
     if running.thread.is_alive():
         running.stop()

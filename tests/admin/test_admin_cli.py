@@ -10,9 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from adminsupport import serve_stand_in
 from commands import run_command
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from serverharness import serve_stand_in
 
 from anweddol_actors.cli.keyfiles import load_or_create_keys, load_private_key
 from anweddol_actors.config import load_config

@@ -15,8 +15,7 @@ import tempfile
 import threading
 
 import pytest
-from adminsupport import serve_stand_in
-from serverharness import record_events
+from serverharness import record_events, serve_stand_in
 
 from anweddol_actors import __version__
 from anweddol_actors.admin import server as admin_server

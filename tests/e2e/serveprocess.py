@@ -1,26 +1,18 @@
-"""`python -m anweddol_actors serve` as a child process, for the tests that kill it.
-
-Its standard error is drained by a thread into ``lines`` (an undrained pipe would block a
-chatty server), so a test can wait for a line (``wait_for_line``) while the server runs.
-The child runs the code of this checkout whatever the current directory.
+"""`python -m anweddol_actors serve` as a child process, for the tests that kill it: a
+:class:`commands.ServeChild` (its standard error drained into ``lines``, ``wait_for_line``)
+that waits until the server listens. The child runs the code of this checkout whatever the
+current directory.
 """
 
 from __future__ import annotations
 
-import os
-import re
 import signal
-import subprocess
-import sys
-import threading
-import time
+from collections.abc import Sequence
 from pathlib import Path
 
-from commands import stop_process
+from commands import ServeChild
 
 from anweddol_actors.client import Client
-
-ROOT = Path(__file__).resolve().parents[2]
 
 # Loopback ports for the forwarders: the e2e range (tests/e2e/conftest.py).
 FORWARDER_PORTS = (41000, 41999)
@@ -57,60 +49,15 @@ def write_config(
     return config
 
 
-class ServeProcess:
-    """A started server; ``port`` is where it listens."""
+class ServeProcess(ServeChild):
+    """A started server; ``port`` is where it listens. ``extra``: more ``serve`` options."""
 
-    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
-        child_env = {**os.environ, **(env or {})}
-        child_env["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])
-        )
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "anweddol_actors", "serve", "--config", str(config)]
-            + ["--port", "0"],
-            stderr=subprocess.PIPE,
-            text=True,
-            env=child_env,
-        )
-        self.lines: list[str] = []
-        self._new_line = threading.Condition()
-        self._reader = threading.Thread(target=self._drain, daemon=True)
-        self._reader.start()
+    def __init__(
+        self, config: Path, env: dict[str, str] | None = None, extra: Sequence[str] = ()
+    ) -> None:
+        super().__init__("--config", str(config), "--port", "0", *extra, env=env)
         match = self.wait_for_line(r"serving on [\d.]+:(\d+)", timeout=120)
         self.port = int(match.group(1))
-
-    def _drain(self) -> None:
-        for line in self.process.stderr:
-            with self._new_line:
-                self.lines.append(line)
-                self._new_line.notify_all()
-        with self._new_line:
-            self._new_line.notify_all()
-
-    def wait_for_line(self, pattern: str, timeout: float) -> re.Match:
-        """The first line (from the start) matching ``pattern``; fails when the server
-        exits or ``timeout`` seconds pass first."""
-        compiled = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        seen = 0
-        with self._new_line:
-            while True:
-                for line in self.lines[seen:]:
-                    match = compiled.search(line)
-                    if match:
-                        return match
-                seen = len(self.lines)
-                left = deadline - time.monotonic()
-                if left <= 0 or (self.process.poll() is not None and not self._reader.is_alive()):
-                    raise AssertionError(
-                        f"no line matching {pattern!r} (exit {self.process.poll()}); "
-                        f"last lines:\n{''.join(self.lines[-15:])}"
-                    )
-                self._new_line.wait(min(left, 0.5))
-
-    @property
-    def log(self) -> str:
-        return "".join(self.lines)
 
     def client(self, timeout: float = 240) -> Client:
         return Client("127.0.0.1", self.port, timeout=timeout)
@@ -119,9 +66,3 @@ class ServeProcess:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=30)
         self._reader.join(timeout=10)
-
-    def stop(self, timeout: float = 120) -> int:
-        """SIGTERM, then wait; SIGKILL (and fail) if it does not end in ``timeout``."""
-        code = stop_process(self.process, timeout)
-        self._reader.join(timeout=10)
-        return code

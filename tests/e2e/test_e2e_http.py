@@ -6,23 +6,16 @@ whose HTTP client hangs up while its VM boots: unwound whole."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 
 import httpx
 import pytest
 from probes import login_fails, refuses, ssh_run
-from serveprocess import ROOT, ServeProcess, write_config
-from serverharness import wait_for
+from serveprocess import ServeProcess, write_config
+from serverharness import serve_web, wait_for
 from test_e2e_containers import assert_nothing_left
-
-from anweddol_actors.web.app import build_app
-from anweddol_actors.web.server import WebServer
-from anweddol_actors.web.settings import WebSettings
 
 pytestmark = pytest.mark.vm
 
@@ -31,22 +24,7 @@ class WebServeProcess(ServeProcess):
     """``serve --web --web-port 0``: ``url`` is where its HTTP front end listens."""
 
     def __init__(self, config) -> None:
-        child_env = dict(os.environ)
-        child_env["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])
-        )
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "anweddol_actors", "serve", "--config", str(config)]
-            + ["--port", "0", "--web", "--web-port", "0"],
-            stderr=subprocess.PIPE,
-            text=True,
-            env=child_env,
-        )
-        self.lines: list[str] = []
-        self._new_line = threading.Condition()
-        self._reader = threading.Thread(target=self._drain, daemon=True)
-        self._reader.start()
-        self.port = int(self.wait_for_line(r"serving on [\d.]+:(\d+)", timeout=120).group(1))
+        super().__init__(config, extra=("--web", "--web-port", "0"))
         self.url = self.wait_for_line(r"web server on (http://\S+)", timeout=30).group(1)
 
 
@@ -116,9 +94,7 @@ def test_create_whose_http_client_hung_up_unwinds(make_vm_server, qemu):
     running.server.setEventHandler("on_container_domain_started", on_started)
     errors = []
     running.server.setEventHandler("on_runtime_error", lambda context, data: errors.append(data))
-    settings = WebSettings(bind_address="127.0.0.1", port=0)
-    web = WebServer(build_app(running.engine, settings), settings)
-    web.start()
+    web = serve_web(running.engine)
     try:
         sock = socket.create_connection(("127.0.0.1", web.address[1]), timeout=10)
         sock.sendall(b"POST /create HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")

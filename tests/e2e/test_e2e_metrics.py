@@ -8,13 +8,10 @@ import httpx
 import pytest
 from probes import ssh_run
 from prometheus_client.parser import text_string_to_metric_families
-from serverharness import wait_for
+from serverharness import serve_web, wait_for
 
 from anweddol_actors.client import Client
 from anweddol_actors.metrics import CREATE_PHASES
-from anweddol_actors.web.app import build_app
-from anweddol_actors.web.server import WebServer
-from anweddol_actors.web.settings import WebSettings
 
 pytestmark = pytest.mark.vm
 
@@ -41,9 +38,7 @@ def transitions(found: dict, kind: str, trigger: str) -> float:
 
 def test_metrics_after_create_login_destroy(make_vm_server):
     running = make_vm_server()
-    settings = WebSettings(bind_address="127.0.0.1", port=0, enable_metrics=True)
-    web = WebServer(build_app(running.engine, settings), settings)
-    web.start()
+    web = serve_web(running.engine, enable_metrics=True)
     try:
         url = web.url + "/metrics"
         client = Client(*running.address, timeout=240)

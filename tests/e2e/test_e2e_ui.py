@@ -18,12 +18,10 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
+from serverharness import serve_web
 
 from anweddol_actors.client import Client
 from anweddol_actors.lifecycle.render import HIGHLIGHT
-from anweddol_actors.web.app import build_app
-from anweddol_actors.web.server import WebServer
-from anweddol_actors.web.settings import WebSettings
 
 pytestmark = pytest.mark.vm
 
@@ -105,9 +103,7 @@ def highlighted_states(driver: webdriver.Chrome, container_uuid: str) -> list[st
 
 def test_the_page_shows_a_live_container_then_none(make_vm_server, tmp_path):
     running = make_vm_server()
-    settings = WebSettings(bind_address="127.0.0.1", port=0, enable_ui=True)
-    web = WebServer(build_app(running.engine, settings), settings)
-    web.start()
+    web = serve_web(running.engine, enable_ui=True)
     client = Client(*running.address, timeout=240)
     created = None
     driver = None

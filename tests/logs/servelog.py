@@ -15,27 +15,6 @@ from commands import stop_process
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def write_config(folder: Path, server: str = "", sections: str = "") -> Path:
-    """A loopback server on libvirt's test driver, its journal and keys in ``folder``;
-    ``server`` adds lines to the ``server`` section, ``sections`` whole sections."""
-    iso = folder / "stand-in.iso"
-    iso.write_bytes(b"not booted by these tests")
-    config = folder / "config.yaml"
-    config.write_text(
-        "container:\n"
-        "  libvirt_uri: 'test:///default'\n"
-        f"  container_iso_file_path: '{iso}'\n"
-        "server:\n"
-        "  bind_address: 127.0.0.1\n"
-        f"  database: '{folder}/journal.sqlite3'\n"
-        f"  public_rsa_key_file_path: '{folder}/rsa/public.pem'\n"
-        f"  private_rsa_key_file_path: '{folder}/rsa/private.pem'\n"
-        f"{server}"
-        f"{sections}"
-    )
-    return config
-
-
 class LoggingServer:
     """A started ``serve`` logging to ``log_file``; ``port`` is where it listens."""
 

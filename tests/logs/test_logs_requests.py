@@ -12,7 +12,8 @@ import sys
 import uuid
 import zipfile
 
-from servelog import ROOT, LoggingServer, write_config
+from commands import write_test_driver_config
+from servelog import ROOT, LoggingServer
 
 from anweddol_actors.client import Client
 from anweddol_actors.policy.access_tokens import AccessTokenStore
@@ -23,7 +24,7 @@ CLIENT_TOKEN = "T" * 255
 def test_json_lines_carry_the_request_fields(tmp_path):
     tokens = tmp_path / "tokens.sqlite3"
     _, access_token = AccessTokenStore(tokens).add()
-    config = write_config(
+    config = write_test_driver_config(
         tmp_path,
         server="  log_format: json\n",
         sections=f"access_token:\n  enabled: true\n  access_token_database_file_path: '{tokens}'\n",
@@ -65,7 +66,7 @@ def test_json_lines_carry_the_request_fields(tmp_path):
 
 def test_text_lines_show_the_request_fields(tmp_path):
     log_file = tmp_path / "server.log"
-    server = LoggingServer(write_config(tmp_path), log_file)
+    server = LoggingServer(write_test_driver_config(tmp_path), log_file)
     try:
         assert Client("127.0.0.1", server.port, timeout=60).stat()["message"] == "OK"
     finally:
@@ -81,7 +82,7 @@ def test_text_lines_show_the_request_fields(tmp_path):
 
 def test_rotation_from_the_configuration(tmp_path):
     archive_folder = tmp_path / "archived"
-    config = write_config(
+    config = write_test_driver_config(
         tmp_path,
         sections=(
             "log_rotation:\n  enabled: true\n  max_log_lines_amount: 3\n"
@@ -109,8 +110,9 @@ def test_rotation_from_the_configuration(tmp_path):
 
 def test_unusable_log_file_is_a_one_line_error(tmp_path):
     (tmp_path / "plain").write_text("a file, not a folder")
+    config = write_test_driver_config(tmp_path)
     result = subprocess.run(
-        [sys.executable, "-m", "anweddol_actors", "serve", "-c", str(write_config(tmp_path))]
+        [sys.executable, "-m", "anweddol_actors", "serve", "-c", str(config)]
         + ["--port", "0", "--log-file", str(tmp_path / "plain" / "server.log")],
         capture_output=True,
         text=True,

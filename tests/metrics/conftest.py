@@ -5,16 +5,13 @@ the web front end's own server on an ephemeral port."""
 from __future__ import annotations
 
 import pytest
-from serverharness import RunningServer
+import serverharness
+from serverharness import RunningServer, bare_server
 
 from anweddol_actors.client import Client
 from anweddol_actors.core.crypto import RSAWrapper
-from anweddol_actors.core.server import ServerInterface
-from anweddol_actors.engine.settings import Settings
 from anweddol_actors.protocol.crypto import generate_private_key
-from anweddol_actors.web.app import build_app
 from anweddol_actors.web.server import WebServer
-from anweddol_actors.web.settings import WebSettings
 
 
 @pytest.fixture(scope="session")
@@ -33,18 +30,7 @@ def make_server(server_rsa):
     started: list[RunningServer] = []
 
     def factory(**overrides) -> RunningServer:
-        settings = Settings(
-            **{"database": ":memory:", "libvirt_uri": "test:///default", **overrides}
-        )
-        server = ServerInterface(
-            "/nonexistent/container.iso",
-            "127.0.0.1",
-            0,
-            5.0,
-            runtime_rsa_wrapper=server_rsa,
-            settings=settings,
-        )
-        running = RunningServer(server)
+        running = bare_server(server_rsa, 5.0, **overrides)
         started.append(running)
         return running.start()
 
@@ -60,9 +46,8 @@ def serve_web():
     servers: list[WebServer] = []
 
     def factory(engine, enable_metrics: bool = True) -> WebServer:
-        settings = WebSettings(bind_address="127.0.0.1", port=0, enable_metrics=enable_metrics)
-        web = WebServer(build_app(engine, settings), settings)
-        web.start()
+        # The module's helper: this fixture has its name.
+        web = serverharness.serve_web(engine, enable_metrics=enable_metrics)
         servers.append(web)
         return web
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import inspect
 import socket
-import threading
 
 import pytest
 from promtext import samples, value
-from serverharness import wait_for
+from serverharness import Echo, wait_for
 
 from anweddol_actors.actors.forwarder import ForwarderActor
 from anweddol_actors.journal import Journal
@@ -22,36 +21,6 @@ from anweddol_actors.metrics import (
     NoMetrics,
     containers_by_state,
 )
-
-
-class Echo:
-    """A loopback echo server standing in for the guest's SSH port."""
-
-    def __init__(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
-
-    @staticmethod
-    def _echo(conn: socket.socket) -> None:
-        with conn:
-            try:
-                while data := conn.recv(65536):
-                    conn.sendall(data)
-            except OSError:
-                pass  # the relay resets its connections when it stops
-
-    def close(self) -> None:
-        self.server.close()
 
 
 @pytest.fixture

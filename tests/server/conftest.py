@@ -5,11 +5,9 @@ generation would dominate the run time)."""
 from __future__ import annotations
 
 import pytest
-from serverharness import RunningServer
+from serverharness import RunningServer, bare_server
 
 from anweddol_actors.core.crypto import RSAWrapper
-from anweddol_actors.core.server import ServerInterface
-from anweddol_actors.engine.settings import Settings
 from anweddol_actors.protocol.crypto import generate_private_key
 
 
@@ -29,18 +27,7 @@ def make_server(server_rsa):
     started: list[RunningServer] = []
 
     def factory(start: bool = True, client_timeout: float = 3.0, **overrides) -> RunningServer:
-        settings = Settings(
-            **{"database": ":memory:", "libvirt_uri": "test:///default", **overrides}
-        )
-        server = ServerInterface(
-            "/nonexistent/container.iso",
-            "127.0.0.1",
-            0,
-            client_timeout,
-            runtime_rsa_wrapper=server_rsa,
-            settings=settings,
-        )
-        running = RunningServer(server)
+        running = bare_server(server_rsa, client_timeout, **overrides)
         started.append(running)
         return running.start() if start else running
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from commands import write_test_driver_config
 
 from anweddol_actors.client import Client
 
@@ -63,35 +64,18 @@ def test_unreadable_iso(tmp_path):
     assert "none.iso" in line
 
 
-def write_config(tmp_path: Path) -> Path:
-    iso = tmp_path / "stand-in.iso"
-    iso.write_bytes(b"not booted by this test")
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        "container:\n"
-        "  libvirt_uri: 'test:///default'\n"
-        f"  container_iso_file_path: '{iso}'\n"
-        "server:\n"
-        "  bind_address: 127.0.0.1\n"
-        f"  database: '{tmp_path}/journal.sqlite3'\n"
-        f"  public_rsa_key_file_path: '{tmp_path}/rsa/public.pem'\n"
-        f"  private_rsa_key_file_path: '{tmp_path}/rsa/private.pem'\n"
-    )
-    return config
-
-
 def test_port_in_use(tmp_path):
     import socket
 
     with socket.create_server(("127.0.0.1", 0)) as taken:
-        config = write_config(tmp_path)
+        config = write_test_driver_config(tmp_path)
         port = str(taken.getsockname()[1])
         line = one_line_error(serve("--config", str(config), "--port", port))
     assert "cannot listen on 127.0.0.1:" in line
 
 
 def test_serves_until_sigterm_and_keeps_its_keys(tmp_path):
-    config = write_config(tmp_path)
+    config = write_test_driver_config(tmp_path)
     process = subprocess.Popen(
         [sys.executable, "-m", "anweddol_actors", "serve", "--config", str(config), "--port", "0"],
         stderr=subprocess.PIPE,
@@ -196,7 +180,7 @@ def test_timeout_null_serves_with_waits_bounded_by_the_deadline(tmp_path):
 
     from anweddol_actors.protocol.crypto import generate_private_key
 
-    config = write_config(tmp_path)
+    config = write_test_driver_config(tmp_path)
     config.write_text(
         config.read_text().replace("server:\n", "server:\n  timeout: null\n  request_deadline: 2\n")
     )

@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from commands import write_test_driver_config
 from rawpeer import RawPeer
-from test_server_cli import write_config
 
 from anweddol_actors.client import Client
 
@@ -48,7 +48,7 @@ def open_fds(pid: int) -> int:
 
 
 def test_out_of_descriptors_the_listener_backs_off_and_recovers(tmp_path, client_key):
-    config = write_config(tmp_path)
+    config = write_test_driver_config(tmp_path)
     with config.open("a") as extra:
         # Caps and timeouts out of the way: the descriptor limit is what this test hits.
         extra.write(

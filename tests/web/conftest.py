@@ -7,14 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from serverharness import RunningServer
+from serverharness import RunningServer, bare_server, serve_web
 
 from anweddol_actors.core.crypto import RSAWrapper
 from anweddol_actors.core.server import ServerInterface
-from anweddol_actors.engine.settings import Settings
-from anweddol_actors.web.app import build_app
 from anweddol_actors.web.server import WebServer
-from anweddol_actors.web.settings import WebSettings
 
 
 @pytest.fixture(scope="session")
@@ -59,29 +56,12 @@ def make_web(web_rsa):
     made: list[Web] = []
 
     def factory(setup=None, web: dict | None = None, **overrides) -> Web:
-        settings = Settings(
-            **{
-                "database": ":memory:",
-                "libvirt_uri": "test:///default",
-                "max_containers": 0,
-                **overrides,
-            }
-        )
-        server = ServerInterface(
-            "/nonexistent/container.iso",
-            "127.0.0.1",
-            0,
-            3,
-            runtime_rsa_wrapper=web_rsa,
-            settings=settings,
-        )
+        running = bare_server(web_rsa, 3, **{"max_containers": 0, **overrides})
         if setup is not None:
-            setup(server)
-        running = RunningServer(server).start()
-        web_settings = WebSettings(bind_address="127.0.0.1", port=0, **(web or {}))
-        web_server = WebServer(build_app(server.engine, web_settings), web_settings)
+            setup(running.server)
+        running.start()
         try:
-            web_server.start()
+            web_server = serve_web(running.engine, **(web or {}))
         except BaseException:
             running.stop()
             raise

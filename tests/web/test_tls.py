@@ -10,13 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
+from serverharness import serve_web
 from tls import self_signed
 
 from anweddol_actors.config import config_from_mapping
 from anweddol_actors.config.host import file_problems
-from anweddol_actors.web.app import build_app
-from anweddol_actors.web.server import WebError, WebServer
-from anweddol_actors.web.settings import WebSettings
+from anweddol_actors.web.server import WebError
 
 
 def test_stat_over_https_verified_against_the_certificate(make_web, tmp_path):
@@ -32,13 +31,6 @@ def test_stat_over_https_verified_against_the_certificate(make_web, tmp_path):
     # Plain HTTP on the HTTPS port is not served.
     with pytest.raises(httpx.HTTPError):
         httpx.post(web.url.replace("https://", "http://") + "/stat", timeout=10)
-
-
-def start_with(engine, **tls) -> WebServer:
-    settings = WebSettings(bind_address="127.0.0.1", port=0, **tls)
-    server = WebServer(build_app(engine, settings), settings)
-    server.start()
-    return server
 
 
 def encrypted_copy(key: Path, folder: Path) -> Path:
@@ -79,7 +71,7 @@ def test_unusable_pem_files_are_named(make_web, tmp_path):
     engine = make_web().engine
     for cert, key, line in unusable_pairs(tmp_path):
         with pytest.raises(WebError, match=re.escape(line)):
-            start_with(engine, ssl_certificate_path=str(cert), ssl_key_path=str(key))
+            serve_web(engine, ssl_certificate_path=str(cert), ssl_key_path=str(key))
 
 
 def test_config_check_names_unusable_pem_files(tmp_path):

@@ -6,27 +6,19 @@ it."""
 from __future__ import annotations
 
 import re
-import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import httpx
 import pytest
-from serverharness import RunningServer
+from serverharness import serve_stand_in, serve_web, stand_in_server
 
 import anweddol_actors.web
-from anweddol_actors.actors.registry import LiveContainer
 from anweddol_actors.client import Client
 from anweddol_actors.core.crypto import RSAWrapper
-from anweddol_actors.core.server import ServerInterface
-from anweddol_actors.engine.entities import start_container, start_forwarder
-from anweddol_actors.engine.settings import Settings
 from anweddol_actors.lifecycle.definitions import SPECS
-from anweddol_actors.lifecycle.events import CONTEXT_NORMAL_PROCESS
 from anweddol_actors.lifecycle.render import HIGHLIGHT
-from anweddol_actors.web.app import build_app
 from anweddol_actors.web.server import WebServer
-from anweddol_actors.web.settings import WebSettings
 
 STATIC = Path(anweddol_actors.web.__file__).parent / "static"
 # Loopback ports for the stand-in containers' forwarders: away from the other suites'.
@@ -45,40 +37,18 @@ def rsa() -> RSAWrapper:
 @pytest.fixture
 def running(rsa, tmp_path):
     """A started server on test:///default (no VM); stopped at teardown."""
-    iso = tmp_path / "stand-in.iso"
-    iso.write_bytes(b"\0" * 1024)
-    settings = Settings(
-        database=str(tmp_path / "journal.sqlite3"),
-        libvirt_uri="test:///default",
-        domain_type="test",
-        container_memory=128,
-        container_vcpus=1,
-        port_range=FORWARDER_PORTS,
-        forward_bind_address="127.0.0.1",
-        max_containers=4,
-        max_lifetime=600,
-        max_idle_time=None,
-    )
-    server = ServerInterface(
-        str(iso), "127.0.0.1", 0, 3, runtime_rsa_wrapper=rsa, settings=settings
-    )
-    running = RunningServer(server).start()
+    running = stand_in_server(
+        rsa, tmp_path, FORWARDER_PORTS, database=str(tmp_path / "journal.sqlite3"), max_lifetime=600
+    ).start()
     yield running
     if running.thread.is_alive():
         running.stop()
 
 
-def serve(engine, **settings) -> WebServer:
-    web_settings = WebSettings(bind_address="127.0.0.1", port=0, **settings)
-    web = WebServer(build_app(engine, web_settings), web_settings)
-    web.start()
-    return web
-
-
 @pytest.fixture
 def web(running):
     """The page of ``running``, for the default list (loopback)."""
-    served = serve(running.engine, enable_ui=True)
+    served = serve_web(running.engine, enable_ui=True)
     yield served
     served.stop()
 
@@ -90,39 +60,28 @@ def get(web: WebServer, path: str, source: str | None = None, **options) -> http
         return client.get(web.url + path, **options)
 
 
-def serve_stand_in(engine, client_ip: str = "127.0.0.9") -> str:
-    """A live container as a CREATE leaves it, without booting anything: a domain of the
-    test driver, a real forwarder, stored credentials, registered; its endpoint shell's
-    rows journalled with the secrets a careless journal could hold. Returns its uuid."""
-    context = engine.context
-    container_uuid = str(uuid.uuid4())
-    assert context.registry.reserve_slot().get()
-    container = start_container(context, container_uuid)
-    container.create(CONTEXT_NORMAL_PROCESS).get()
-    container.start_domain(CONTEXT_NORMAL_PROCESS).get()
-    context.journal.record(
-        kind="endpoint_shell",
-        entity_id=f"{container_uuid}.shell",
-        trigger="destroy",
-        source="stopped",
-        dest="destroyed",
-        terminal=True,
-        details={
-            "reason": "closed",
-            "password": PASSWORD,
-            "client_token": TOKEN,
-            "private_key": "-----BEGIN RSA PRIVATE KEY-----",
-        },
-        data={"password": PASSWORD},
-    )
-    container.mark_administered("user_12345", CONTEXT_NORMAL_PROCESS).get()
-    forwarder = start_forwarder(context, container_uuid, ("127.0.0.1", 9), owner=client_ip)
-    forwarder.create(CONTEXT_NORMAL_PROCESS).get()
-    forwarder.start_forwarding(CONTEXT_NORMAL_PROCESS).get()
-    container.mark_serving(forwarder.port.get(), CONTEXT_NORMAL_PROCESS).get()
-    context.journal.store_credentials(container_uuid, TOKEN)
-    entry = LiveContainer(container_uuid, container, forwarder, client_ip=client_ip)
-    assert context.registry.add(entry).get()
+def serve_shell_stand_in(engine) -> str:
+    """:func:`serverharness.serve_stand_in`, its endpoint shell's rows journalled with the
+    secrets a careless journal could hold. Returns its uuid."""
+
+    def shell_rows(container_uuid: str) -> None:
+        engine.context.journal.record(
+            kind="endpoint_shell",
+            entity_id=f"{container_uuid}.shell",
+            trigger="destroy",
+            source="stopped",
+            dest="destroyed",
+            terminal=True,
+            details={
+                "reason": "closed",
+                "password": PASSWORD,
+                "client_token": TOKEN,
+                "private_key": "-----BEGIN RSA PRIVATE KEY-----",
+            },
+            data={"password": PASSWORD},
+        )
+
+    container_uuid, _ = serve_stand_in(engine, token=TOKEN, booted=shell_rows)
     return container_uuid
 
 
@@ -176,7 +135,7 @@ def test_other_static_names_are_not_found(web, name):
 
 
 def test_the_page_is_off_by_default(running):
-    served = serve(running.engine)
+    served = serve_web(running.engine)
     try:
         assert get(served, "/ui/").status_code == 404
         assert get(served, "/ui/api/state").status_code == 404
@@ -220,7 +179,7 @@ def test_requests_count_the_valid_requests_received(web, running):
 
 
 def test_state_of_a_live_container_shows_no_secret(web, running):
-    container_uuid = serve_stand_in(running.engine)
+    container_uuid = serve_shell_stand_in(running.engine)
     answer = get(web, "/ui/api/state")
     data = answer.json()["data"]
     assert data["server"]["containers"] == 1
@@ -345,8 +304,8 @@ def test_a_forwarded_for_header_does_not_open_the_page(web):
 
 
 def test_the_list_may_hold_networks(running):
-    outside = serve(running.engine, enable_ui=True, admin_allowed_ip_list=("10.0.0.0/8",))
-    inside = serve(running.engine, enable_ui=True, admin_allowed_ip_list=("127.0.0.0/29",))
+    outside = serve_web(running.engine, enable_ui=True, admin_allowed_ip_list=("10.0.0.0/8",))
+    inside = serve_web(running.engine, enable_ui=True, admin_allowed_ip_list=("127.0.0.0/29",))
     try:
         for path in UI_PATHS:
             answer = get(outside, path, follow_redirects=False)
@@ -359,7 +318,7 @@ def test_the_list_may_hold_networks(running):
 
 
 def test_the_list_does_not_guard_other_paths(running):
-    served = serve(running.engine, enable_ui=True, admin_allowed_ip_list=("10.0.0.0/8",))
+    served = serve_web(running.engine, enable_ui=True, admin_allowed_ip_list=("10.0.0.0/8",))
     try:
         assert get(served, "/openapi.json").status_code == 200
         # /uix is only the API's POST /{verb} path: a GET there is a wrong method (405),
