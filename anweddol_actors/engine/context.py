@@ -151,7 +151,8 @@ class EngineContext:
         return self.recovered.is_set() and self.hypervisors.reachable()
 
     def uptime(self) -> int:
-        return 0 if self.started_at is None else int(time.monotonic() - self.started_at)
+        """Whole seconds since the start (STAT's ``uptime``)."""
+        return int(self.uptime_seconds())
 
     def uptime_seconds(self) -> float:
         started_at = self.started_at

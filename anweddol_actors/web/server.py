@@ -206,6 +206,10 @@ class WebServer:
             # At stop, requests still waiting (a CREATE) are cancelled after this: their
             # sessions then find the client gone and unwind.
             "timeout_graceful_shutdown": STOP_GRACE,
+            # The peer's address is the socket's: uvicorn would otherwise take it from
+            # X-Forwarded-For when the peer is loopback (or FORWARDED_ALLOW_IPS says so),
+            # letting a local client pick the address the IP filter and the limits judge.
+            "proxy_headers": False,
             **uvicorn_options,
         }
         self._config = uvicorn.Config(

@@ -158,6 +158,29 @@ def test_ip_filter_refuses_with_403_and_no_session(make_web):
         holder[0].close()
 
 
+def test_a_forwarded_for_header_does_not_change_the_peer(make_web):
+    # The IP filter and the limits judge the socket's peer, never a header the client
+    # writes: 127.0.0.1 is denied, and saying it forwards for 127.0.0.5 changes nothing.
+    config = config_from_mapping(
+        {"ip_filter": {"enabled": True, "denied_ip_list": ["127.0.0.1"], "allowed_ip_list": []}}
+    )
+    holder: list = []
+    web = make_web(lambda server: holder.append(install_policies(server, config)))
+    try:
+        for header in ("X-Forwarded-For", "Forwarded"):
+            value = "127.0.0.5" if header == "X-Forwarded-For" else "for=127.0.0.5"
+            response = post(web, "/stat", headers={header: value})
+            assert response.status_code == 403, header
+        # The other way round: an allowed peer naming the denied address is still allowed.
+        with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.5")) as client:
+            allowed = client.post(
+                web.url + "/stat", timeout=10, headers={"X-Forwarded-For": "127.0.0.1"}
+            )
+        assert allowed.status_code == 200 and allowed.json()["message"] == "OK"
+    finally:
+        holder[0].close()
+
+
 def test_access_tokens_over_http(make_web, tmp_path):
     db = tmp_path / "tokens.sqlite3"
     with AccessTokenStore(db) as store:
