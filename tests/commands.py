@@ -66,6 +66,9 @@ def write_test_driver_config(folder: Path, server: str = "", sections: str = "")
         "container:\n"
         "  libvirt_uri: 'test:///default'\n"
         f"  container_iso_file_path: '{iso}'\n"
+        # Nothing boots on the test driver: a pool would only wait for a guest that never
+        # answers.
+        "  warm_pool_size: 0\n"
         "server:\n"
         "  bind_address: 127.0.0.1\n"
         f"  database: '{folder}/journal.sqlite3'\n"

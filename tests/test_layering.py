@@ -58,7 +58,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # admin: the admin socket's server (over the engine) and client; beside core, which
     # never imports it.
     # web: the HTTP front end (over the engine), beside them too.
-    ("core", "admin", "web"),
+    # bench: the benchmarks of `python -m anweddol_actors bench` (over the engine), too.
+    ("core", "admin", "web", "bench"),
     ("engine",),
     ("actors", "transport"),
     (

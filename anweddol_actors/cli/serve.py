@@ -400,6 +400,7 @@ def settings_from_config(config):
         max_containers=container.max_allowed_running_container_domains,
         max_lifetime=container.max_lifetime,
         max_idle_time=container.max_idle_time,
+        warm_pool_size=container.warm_pool_size,
         port_range=tuple(forwarding.port_range),
         forward_bind_address=forwarding.bind_address,
         forward_max_connections=forwarding.max_connections,

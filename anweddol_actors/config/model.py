@@ -55,6 +55,7 @@ class ContainerConfig(_Section):
     client_password_length: int
     max_lifetime: float | None
     max_idle_time: float | None
+    warm_pool_size: int
 
 
 @dataclass(frozen=True)

@@ -167,6 +167,8 @@ SECTIONS: dict[str, dict[str, Any]] = {
         # forgotten one held a port and memory until the server stopped.
         "max_lifetime": _limit_seconds(None),
         "max_idle_time": _limit_seconds(3600),
+        # Ours: containers booted and administered ahead of demand, handed over by CREATE.
+        "warm_pool_size": _integer(1, min=0),
     },
     "server": {
         "public_rsa_key_file_path": _string(f"{_STATE_DIR}/rsa/public.pem"),

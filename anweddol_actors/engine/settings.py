@@ -29,6 +29,9 @@ class Settings:
     # Seconds; None for no limit. A container past either is destroyed by the reaper.
     max_lifetime: float | None = None
     max_idle_time: float | None = 3600
+    # Containers booted and administered ahead of demand (0: none, as in the seed; the
+    # configuration file's shipped default is 1).
+    warm_pool_size: int = 0
     port_range: tuple[int, int] = (10000, 20000)
     forward_bind_address: str = ""
     forward_max_connections: int | None = 16
