@@ -451,6 +451,10 @@ class Relay:
             if err not in (0, errno.EINPROGRESS):
                 raise OSError(err, os.strerror(err))
             pair = _Pair(client, target, peer, self._splice)
+            # On loopback (the guest's forwarded port is QEMU's socket on the host) the
+            # handshake completes inside connect() even though it says EINPROGRESS: relay
+            # at once instead of spending a loop round waiting for writability.
+            pair.connecting = err != 0 and not _connected(target)
         except OSError as exc:
             log.info("%s: cannot reach target for %s: %s", self.name, peer, exc)
             self.stats.connect_failures += 1
@@ -461,8 +465,9 @@ class Relay:
         self._pairs.add(pair)
         self._count(pair.address, +1)
         self._idle_since = None
-        deadline = time.monotonic() + self._connect_timeout
-        heapq.heappush(self._deadlines, (deadline, next(self._seq), pair))
+        if pair.connecting:
+            deadline = time.monotonic() + self._connect_timeout
+            heapq.heappush(self._deadlines, (deadline, next(self._seq), pair))
         self._update_interest(pair)
 
     def _on_pair_event(self, pair: _Pair, sock: object, events: int) -> None:
@@ -580,6 +585,15 @@ def peer_address(peer: object) -> str:
     if isinstance(peer, tuple) and peer:
         return normalize_address(str(peer[0]))
     return str(peer)
+
+
+def _connected(sock: socket.socket) -> bool:
+    """Whether a non-blocking connect has completed (getpeername() answers only then)."""
+    try:
+        sock.getpeername()
+    except OSError:
+        return False
+    return True
 
 
 def _abort(sock: socket.socket) -> None:
