@@ -5,7 +5,8 @@ Both keep at most a bounded amount of undelivered data and say whether they want
 - `CopyDirection`: recv_into the loop's shared scratch buffer, then send; only a leftover of
   at most one chunk is kept per direction, so an idle connection holds no buffer at all.
 - `SpliceDirection`: socket → pipe → socket with Linux `splice`, never entering user space;
-  costs a pipe (two fds, pipe pages accounted to the user) per direction.
+  costs a pipe (two fds, pipe pages accounted to the user) per direction. One wake-up moves
+  up to `SPLICE_ROUNDS` pipefuls, so Python's share of the work is small.
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ import fcntl
 import os
 import socket
 
-__all__ = ["CHUNK_SIZE", "HAVE_SPLICE", "PIPE_SIZE", "CopyDirection", "SpliceDirection"]
+__all__ = [
+    "CHUNK_SIZE",
+    "HAVE_SPLICE",
+    "PIPE_SIZE",
+    "SPLICE_ROUNDS",
+    "CopyDirection",
+    "SpliceDirection",
+]
 
 # Largest read per system call. Large enough that per-call Python overhead is negligible
 # against the copy, small enough to keep the per-connection leftover (bounded by it) cheap.

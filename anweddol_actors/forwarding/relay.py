@@ -44,6 +44,15 @@ send) and splice (socket → pipe → socket inside the kernel, `os.splice`). Sp
 (four fds, and pipe pages accounted to the user) per connection. The default is therefore
 adaptive: a direction starts copying and switches to splice, for good, once it has moved
 `SPLICE_AFTER` bytes, so interactive SSH sessions hold no pipes and bulk copies go zero-copy.
+A spliced direction, once woken, moves pipeful after pipeful (up to `SPLICE_ROUNDS`, see
+directions.py) until its source is empty or its destination full: the relay's cost is then
+nearly all the kernel's TCP work, and Python runs once per few MiB rather than per chunk.
+The bound keeps one bulk transfer from holding the thread while others wait.
+
+Connection setup: the target is on loopback (QEMU's forwarded port on this host), where the
+handshake completes inside connect() although non-blocking connect() says EINPROGRESS; the
+relay checks (getpeername) and relays at once, without a loop round waiting for
+writability. A target that really is still connecting gets the usual deadline.
 
 Why one loop thread and not two blocking threads per connection: the benchmark measures both.
 Threads set up a connection ~2x slower (a thread start per connection) and cost two threads
