@@ -1,4 +1,4 @@
-"""The report of a run: the issue's ratios with their targets, the text table, Markdown.
+"""The report of a run: the speed targets (ratios), met or not; the text and Markdown tables.
 
 Works on the JSON document alone (``run.py`` builds it), so that a saved run can be shown
 again (``bench --from FILE``) without measuring anything.
@@ -11,7 +11,7 @@ from typing import Any
 
 from anweddol_actors.bench.stats import ratio
 
-# (key, label, operator, target): the issue's "Done when" list.
+# (key, label, operator, target): the project's speed targets (issue 11, "Speed").
 TARGETS: tuple[tuple[str, str, str, float], ...] = (
     ("warm_create_p50_project", "warm CREATE p50, project client (s)", "<", 0.5),
     ("warm_create_p50_deployed", "warm CREATE p50, deployed-style client (s)", "<", 0.5),
@@ -282,7 +282,7 @@ def tables(document: dict[str, Any]) -> list[tuple[str, list[str], list[list[str
         [r["label"], num(r["value"]), f"{r['op']} {r['target']:g}", verdict(r["met"])]
         for r in document.get("ratios") or ratios(document)
     ]
-    out.append(("The issue's targets", ["figure", "value", "target", ""], rows))
+    out.append(("Targets", ["figure", "value", "target", ""], rows))
     errors = document.get("errors") or {}
     if errors:
         out.append(

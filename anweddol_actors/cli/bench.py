@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Measure this machine's server (started here as `serve` children in a temporary "
             "folder, on 127.0.0.1 only) and print each figure beside its baseline, then the "
-            "issue's target ratios. The full run takes several minutes; --quick about one."
+            "speed targets (ratios). The full run takes several minutes; --quick about one."
         ),
     )
     parser.add_argument("--quick", action="store_true", help="fewer, shorter runs (about a minute)")

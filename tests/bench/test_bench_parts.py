@@ -123,7 +123,7 @@ def test_bench_from_saved_json(tmp_path):
     saved.write_text(json.dumps(document()))
     result = run_command("bench", "--from", str(saved), "--markdown")
     assert result.returncode == 0, result.stderr
-    assert "**The issue's targets**" in result.stdout
+    assert "**Targets**" in result.stdout
     missing = run_command("bench", "--from", str(tmp_path / "nothing.json"))
     assert missing.returncode == 2
     assert "cannot read" in missing.stderr
