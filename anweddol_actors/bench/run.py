@@ -166,7 +166,12 @@ def run(
         )
         section(
             "idle_connections",
-            lambda: idle.measure(cold.pid, cold.port, plan.idle_connections),
+            lambda: idle.measure(
+                cold.pid,
+                cold.port,
+                plan.idle_connections,
+                stat.make_client("project", cold.port, client_key).stat,
+            ),
             put("idle_connections"),
         )
         section(

@@ -53,6 +53,7 @@ def test_bench_quick_writes_json(tmp_path):
     assert number(document["journal"]["transitions_per_second"])
     assert number(document["journal"]["raw_sqlite_per_second"])
     assert number(document["idle_connections"]["rss_kib_per_connection"])
+    assert number(document["idle_connections"]["stat_while_open"]["p50"])
     assert [r["key"] for r in document["ratios"]] == [
         "warm_create_p50_project",
         "warm_create_p50_deployed",

@@ -15,6 +15,7 @@ from commands import ServeChild, run_command, write_test_driver_config
 
 from anweddol_actors.bench import report
 from anweddol_actors.bench.deployed_client import DeployedClient, DeployedClientError
+from anweddol_actors.bench.idle import measure as measure_idle
 from anweddol_actors.bench.journal import measure as measure_journal
 from anweddol_actors.bench.server import cpu_seconds, proc_status
 from anweddol_actors.bench.stat import decrypt_rate, run_load
@@ -169,15 +170,16 @@ def test_driver_server(tmp_path):
     child = ServeChild("-c", str(config))
     try:
         child.wait_for_line(r"serving on", timeout=60)
-        yield port
+        yield port, child.process.pid
     finally:
         assert child.stop() == 0
 
 
 def test_deployed_client_against_serve(test_driver_server):
     """STAT, then a DESTROY of an unknown container: the server's answers, read exactly."""
+    port, _pid = test_driver_server
     key = generate_private_key(2048)
-    client = DeployedClient("127.0.0.1", test_driver_server, key, timeout=30)
+    client = DeployedClient("127.0.0.1", port, key, timeout=30)
     stat = client.stat()
     assert stat["success"] is True and isinstance(stat["data"]["uptime"], int)
     refused = client.destroy("3f2b8c1e-9d4a-4f6b-8e2c-1a2b3c4d5e6f", "a" * 255)
@@ -190,6 +192,18 @@ def test_deployed_client_against_serve(test_driver_server):
     for thread in threads:
         thread.join(timeout=60)
     assert [r["success"] for r in results] == [True] * 4
+
+
+def test_idle_connections_section(test_driver_server):
+    """The idle-connection section against a real server: its figures, and every
+    connection it opened closed again."""
+    port, pid = test_driver_server
+    client = DeployedClient("127.0.0.1", port, generate_private_key(2048), timeout=30)
+    figures = measure_idle(pid, port, 10, client.stat)
+    assert figures["held"] == 10
+    assert figures["with_connections"]["fds"] >= figures["before"]["fds"] + 10
+    assert figures["stat_while_open"]["n"] == 20
+    assert proc_status(pid)["fds"] < figures["with_connections"]["fds"]
 
 
 def test_deployed_client_connection_refused():
