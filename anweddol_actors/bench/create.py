@@ -154,10 +154,12 @@ def live_container_cost(server: ServeChild, key: Any) -> dict[str, Any]:
 
 
 def measure_cold(
-    server: ServeChild, key: Any, iso: Path, *, bare_runs: int, cold_runs: dict[str, int]
+    server: ServeChild, key: Any, iso: Path | None, *, bare_runs: int, cold_runs: dict[str, int]
 ) -> dict[str, Any]:
     """Bare boots, then cold CREATEs (``cold_runs``: client kind → count) on ``server``
     (a server with no pool)."""
+    if iso is None:
+        raise BenchError("no image to boot")
     bare = [bare_boot(server.libvirt_uri, iso) for _ in range(bare_runs)]
     cold = [one_create(server, kind, key) for kind, n in cold_runs.items() for _ in range(n)]
     return {

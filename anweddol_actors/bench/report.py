@@ -332,8 +332,10 @@ def render(document: dict[str, Any], markdown: bool = False) -> str:
     head = (
         f"anweddol_actors {document.get('version', '?')} bench"
         f"{' --quick' if document.get('quick') else ''}, {document.get('started', '?')}; "
-        f"{host.get('cores', '?')} cores, domain type {host.get('domain_type', '?')}"
+        f"{host.get('cores', '?')} cores"
     )
+    if host.get("domain_type"):
+        head += f", domain type {host['domain_type']}"
     form = markdown_table if markdown else text_table
     parts = [head] + [form(*table) for table in tables(document)]
     return "\n\n".join(parts) + "\n"

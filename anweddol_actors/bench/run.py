@@ -22,7 +22,7 @@ from typing import Any
 
 from anweddol_actors import __version__
 from anweddol_actors.bench import create, forwarder, idle, journal, report, stat
-from anweddol_actors.bench.server import ServeChild
+from anweddol_actors.bench.server import BenchError, ServeChild
 from anweddol_actors.protocol.crypto import generate_private_key
 
 SCHEMA = 1
@@ -117,17 +117,20 @@ def run(
     }
     started = time.monotonic()
 
-    def section(name: str, measure: Callable[[], Any], store: Callable[[Any], None]) -> None:
+    def section(
+        name: str, measure: Callable[[], Any], store: Callable[[Any], None], part: str = ""
+    ) -> None:
         if name not in plan.sections:
             return
-        progress(f"[{time.monotonic() - started:6.1f} s] {name} ...")
+        label = f"{name} ({part})" if part else name
+        progress(f"[{time.monotonic() - started:6.1f} s] {label} ...")
         try:
             store(measure())
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # recorded; the other sections still run
-            document["errors"][name] = f"{type(exc).__name__}: {exc}"
-            progress(f"  {name} failed: {exc}")
+            document["errors"][label] = f"{type(exc).__name__}: {exc}"
+            progress(f"  {label} failed: {exc}")
 
     def put(key: str) -> Callable[[Any], None]:
         return lambda value: document.__setitem__(key, value)
@@ -148,8 +151,45 @@ def run(
     server_key = generate_private_key(plan.key_bits)
     client_key = generate_private_key(plan.key_bits)
     document["host"]["domain_type"] = _domain_type(libvirt_uri)
-    iso = _iso_of(libvirt_uri)
+    iso = _iso_of(libvirt_uri) if "cold" in plan.sections else None
     document["create"] = {}
+    try:
+        if {"stat", "idle_connections", "cold"} & set(plan.sections):
+            _measure_cold_server(plan, libvirt_uri, server_key, client_key, iso, document, section)
+    except BenchError as exc:  # the server did not start: its sections did not run
+        document["errors"]["server"] = f"{type(exc).__name__}: {exc}"
+        progress(f"  server without a pool failed: {exc}")
+    if "warm" in plan.sections:
+        progress(f"[{time.monotonic() - started:6.1f} s] server with a warm pool ...")
+        try:
+            with ServeChild(
+                libvirt_uri=libvirt_uri, warm_pool_size=1, server_key=server_key
+            ) as warm:
+                section(
+                    "warm",
+                    lambda: create.measure_warm(warm, client_key, runs=plan.warm_runs),
+                    lambda value: document["create"].__setitem__("warm", value),
+                )
+        except BenchError as exc:
+            document["errors"]["warm server"] = f"{type(exc).__name__}: {exc}"
+            progress(f"  server with a warm pool failed: {exc}")
+    return _finish(document, started)
+
+
+def _measure_cold_server(
+    plan: Plan,
+    libvirt_uri: str,
+    server_key: Any,
+    client_key: Any,
+    iso: Path | None,
+    document: dict[str, Any],
+    section: Callable[..., None],
+) -> None:
+    """The sections of the server with no pool: STAT, idle connections, cold CREATE."""
+
+    def put(key: str) -> Callable[[Any], None]:
+        return lambda value: document.__setitem__(key, value)
+
     with ServeChild(libvirt_uri=libvirt_uri, warm_pool_size=0, server_key=server_key) as cold:
         section(
             "stat",
@@ -185,16 +225,8 @@ def run(
             "cold",
             lambda: create.live_container_cost(cold, client_key),
             lambda value: document["create"].__setitem__("live_container", value),
+            part="a live container's cost",
         )
-    if "warm" in plan.sections:
-        progress(f"[{time.monotonic() - started:6.1f} s] server with a warm pool ...")
-        with ServeChild(libvirt_uri=libvirt_uri, warm_pool_size=1, server_key=server_key) as warm:
-            section(
-                "warm",
-                lambda: create.measure_warm(warm, client_key, runs=plan.warm_runs),
-                lambda value: document["create"].__setitem__("warm", value),
-            )
-    return _finish(document, started)
 
 
 def _finish(document: dict[str, Any], started: float) -> dict[str, Any]:

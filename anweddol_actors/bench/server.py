@@ -103,7 +103,12 @@ class ServeChild:
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             )
         )
-        iso_line = f"  container_iso_file_path: '{self.iso}'\n" if self.iso else ""
+        iso = self.iso
+        if iso is None and self.libvirt_uri.startswith("test:"):
+            # libvirt's test driver boots nothing: a stand-in spares building the image.
+            iso = self.folder / "stand-in.iso"
+            iso.write_bytes(b"not booted on the test driver")
+        iso_line = f"  container_iso_file_path: '{iso}'\n" if iso else ""
         config = self.folder / "config.yaml"
         config.write_text(
             "container:\n"

@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from anweddol_actors.cli import CliError
+from anweddol_actors.errors import AnweddolError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -83,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
             libvirt_uri=args.uri,
             progress=lambda line: print(line, file=sys.stderr, flush=True),
         )
+    except AnweddolError as exc:
+        # What stops the whole run (libvirt unreachable, no image): one line.
+        raise CliError(str(exc)) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
     print(report.render(document, markdown=args.markdown), end="")

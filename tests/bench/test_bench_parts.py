@@ -212,3 +212,32 @@ def test_deployed_client_connection_refused():
         port = probe.getsockname()[1]
     with pytest.raises(DeployedClientError, match="STAT to 127.0.0.1"):
         DeployedClient("127.0.0.1", port, generate_private_key(2048), timeout=2).stat()
+
+
+def test_bench_command_on_the_test_driver(tmp_path):
+    """The command end to end where nothing boots: STAT with both clients and the idle
+    connections against a `serve` child on libvirt's test driver; JSON and table written,
+    the temporary folder gone."""
+    out = tmp_path / "run.json"
+    before = {p.name for p in tmp_path.parent.glob("anweddol-bench-*")}
+    result = run_command(
+        "bench",
+        "--quick",
+        "--uri",
+        "test:///default",
+        "--only",
+        "stat",
+        "idle_connections",
+        "--json",
+        str(out),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "STAT (baseline: RSA-4096 OAEP decrypt" in result.stdout
+    document = json.loads(out.read_text())
+    assert document["errors"] == {} and document["host"]["domain_type"] == "test"
+    assert [load["clients"] for load in document["stat"]["loads"]["deployed"]] == [1, 8, 64]
+    assert document["idle_connections"]["held"] == 100
+    assert "create" not in document or not document["create"].get("cold")
+    after = {p.name for p in tmp_path.parent.glob("anweddol-bench-*")}
+    assert after <= before  # the server's folder is removed
