@@ -156,12 +156,20 @@ def live_container_cost(server: ServeChild, key: Any) -> dict[str, Any]:
 def measure_cold(
     server: ServeChild, key: Any, iso: Path | None, *, bare_runs: int, cold_runs: dict[str, int]
 ) -> dict[str, Any]:
-    """Bare boots, then cold CREATEs (``cold_runs``: client kind → count) on ``server``
-    (a server with no pool)."""
+    """Bare boots and cold CREATEs (``cold_runs``: client kind → count), interleaved, on
+    ``server`` (a server with no pool)."""
     if iso is None:
         raise BenchError("no image to boot")
-    bare = [bare_boot(server.libvirt_uri, iso) for _ in range(bare_runs)]
-    cold = [one_create(server, kind, key) for kind, n in cold_runs.items() for _ in range(n)]
+    kinds = [kind for kind, n in cold_runs.items() for _ in range(n)]
+    bare: list[dict[str, Any]] = []
+    cold: list[dict[str, Any]] = []
+    # Interleaved, a bare boot then a CREATE: on a shared machine the load drifts during a
+    # run, and the ratio of the two must not measure the drift.
+    for index in range(max(bare_runs, len(kinds))):
+        if index < bare_runs:
+            bare.append(bare_boot(server.libvirt_uri, iso))
+        if index < len(kinds):
+            cold.append(one_create(server, kinds[index], key))
     return {
         "bare_boot": {"summary": summary([b["total"] for b in bare]), "runs": bare},
         "cold": {"summary": summary([c["create"] for c in cold]), "runs": cold},
