@@ -186,6 +186,8 @@ def measure_warm(server: ServeChild, key: Any, *, runs: dict[str, int]) -> dict[
         pool = None
     if pool is None:
         return {"available": False, "reason": "the server's status has no warm_pool"}
+    if int(pool.get("size", 0)) < 1:
+        return {"available": False, "reason": f"the server's warm pool has no room ({pool})"}
     fills, out = [], []
     for kind, count in runs.items():
         for _ in range(count):
