@@ -1,5 +1,4 @@
-"""The seed server a benchmark measures, run in the benchmark's child process, and the
-end of that child.
+"""The seed server a benchmark measures, run in the benchmark's child process.
 
 Every benchmark that talks to a server over loopback runs it the same way: a
 ``ServerInterface`` on 127.0.0.1 and a kernel-chosen port, libvirt's test driver (nothing
@@ -9,15 +8,27 @@ parent the port, waits for its word, then calls :func:`stop_server`.
 
 The server's modules are imported inside the functions: only the child needs them (with
 the ``fork`` context, what the parent imported would count in the child's baseline).
+
+The end of that child (``end_child``) and sequential timings (``sample``) live in
+``anweddol_actors.bench.server`` with the rest of ``python -m anweddol_actors bench``'s
+measuring, and are re-exported here. ``start_server`` stays here: it runs the seed façade
+(``anweddol_actors.core``), which the bench package, below it in the layers, may not import.
 """
 
 from __future__ import annotations
 
-import shutil
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from anweddol_actors.bench.server import end_child, sample  # noqa: E402
+
+__all__ = ["end_child", "sample", "start_server", "stop_server"]
 
 
 def start_server(
@@ -62,25 +73,3 @@ def stop_server(server: Any, thread: threading.Thread) -> None:
     server.stopServer()
     thread.join()
     server.close()
-
-
-def end_child(process: Any, folder: str, stop_event: Any = None) -> None:
-    """Tell the child to stop (``stop_event``), wait for it (bounded: terminated after
-    120 s), and remove the benchmark's ``folder``."""
-    if stop_event is not None:
-        stop_event.set()
-    process.join(timeout=120)
-    if process.is_alive():
-        process.terminate()
-        process.join()
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-def sample(call: Callable[[], Any], runs: int = 20) -> list[float]:
-    """The seconds each of ``runs`` calls of ``call`` took, one after the other."""
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        call()
-        samples.append(time.perf_counter() - started)
-    return samples

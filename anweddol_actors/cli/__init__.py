@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "config": "config",
     "containers": "containers",
     "regen-rsa": "keys",
+    "bench": "bench",
 }
 SUBCOMMANDS = tuple(COMMANDS)
 

@@ -17,6 +17,7 @@ import pytest
 from client_support import CREATE_DATA, TOKEN, UUID, TinyServer
 from protocol_support import STAT_RESPONSE, Wire
 
+from anweddol_actors.bench.deployed_client import DeployedClient, DeployedClientError
 from anweddol_actors.cli import main as cli_main
 from anweddol_actors.client import (
     Client,
@@ -150,32 +151,25 @@ def test_server_resetting(raw_listener, client_key):
 
 
 def test_document_client_against_server(tiny_server, client_key):
-    """A client written from PROTOCOL.md, one write per step as the deployed one does."""
-    with socket.create_connection(("127.0.0.1", tiny_server.port), timeout=5) as sock:
-        pem = Wire.pem(client_key)
-        sock.sendall(Wire.key_length(pem))
-        assert recv_exact(sock, 1) == b"1"
-        sock.sendall(pem)
-        assert recv_exact(sock, 1) == b"1"
-        length = int(recv_exact(sock, 8).rstrip(b"="))
-        sock.sendall(b"1")
-        server_key = Wire.load_public(recv_exact(sock, length))
-        sock.sendall(b"1")
-        wire = Wire()
-        sock.sendall(wire.secret_block(server_key))
-        assert recv_exact(sock, 1) == b"1"
-        echo = client_key.decrypt(recv_exact(sock, 256), Wire.oaep())
-        assert echo == wire.key + wire.iv
-        sock.sendall(b"1")
-        frame, body = wire.json_message({"verb": "STAT", "parameters": {}})
-        sock.sendall(frame)
-        assert recv_exact(sock, 1) == b"1"
-        sock.sendall(body)
-        length = wire.read_length(recv_exact(sock, 16))
-        sock.sendall(b"1")
-        response = wire.read_body(recv_exact(sock, length))
-        assert sock.recv(1) == b""  # the server closes after the response
-    assert response["data"]["version"] == "test"
+    """A client written from PROTOCOL.md, one write per step as the deployed one does
+    (anweddol_actors.bench.deployed_client): STAT, CREATE and DESTROY."""
+    client = DeployedClient("127.0.0.1", tiny_server.port, client_key, timeout=5)
+    assert client.stat()["data"]["version"] == "test"
+    created = client.create()
+    assert created["data"] == CREATE_DATA
+    assert client.destroy(UUID, TOKEN)["success"] is True
+    assert [r.payload["verb"] for r in tiny_server.requests[-3:]] == ["STAT", "CREATE", "DESTROY"]
+    assert tiny_server.requests[-1].payload["parameters"] == {
+        "container_uuid": UUID,
+        "client_token": TOKEN,
+    }
+
+
+def test_document_client_refused_by_silent_server(raw_listener, client_key):
+    """A server that accepts and says nothing: the deployed-style client times out, bounded."""
+    port = raw_listener.getsockname()[1]
+    with pytest.raises(DeployedClientError):
+        DeployedClient("127.0.0.1", port, client_key, timeout=0.5).stat()
 
 
 def test_client_against_document_server(raw_listener, server_key, client_key):
