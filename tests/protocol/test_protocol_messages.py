@@ -8,8 +8,11 @@ from hypothesis import strategies as st
 from protocol_support import CREATE_DATA, TOKEN, UUID
 
 from anweddol_actors.protocol.messages import (
+    REQUEST_SCHEMA,
     RESPONSE_MSG_BAD_REQ,
     RESPONSE_MSG_OK,
+    _plainly_valid,
+    _validate,
     make_request,
     make_response,
     validate_request,
@@ -164,8 +167,6 @@ _CREDENTIAL_REQUESTS = st.fixed_dictionaries(
 def test_validate_request_judges_as_cerberus_does(request_):
     """The plain-request check (no cerberus for the requests a client library sends) never
     changes a verdict: every request gets cerberus's answer, sanitized copy and errors."""
-    from anweddol_actors.protocol.messages import REQUEST_SCHEMA, _validate
-
     assert validate_request(request_) == _validate(REQUEST_SCHEMA, request_, "request")
 
 
@@ -180,7 +181,5 @@ def test_validate_request_judges_as_cerberus_does(request_):
 def test_plain_requests_skip_cerberus(request_):
     """The requests of the client libraries are recognised without cerberus (the check can
     fail: a request it does not recognise would go to cerberus)."""
-    from anweddol_actors.protocol.messages import _plainly_valid
-
     assert _plainly_valid(request_)
     assert not _plainly_valid({**request_, "verb": "stat"})
