@@ -49,7 +49,11 @@ def serve(port_queue, stop_event, pem: bytes, client_timeout: float, journal_pat
     from anweddol_actors.engine.settings import Settings
 
     # A real journal file (WAL, fsync per transition), as a deployed server has.
-    settings = Settings(database=journal_path, libvirt_uri="test:///default")
+    # Every client here comes from 127.0.0.1: the per-address cap (16 by default) would
+    # refuse most of the 64 clients and the 100 idle connections.
+    settings = Settings(
+        database=journal_path, libvirt_uri="test:///default", max_connections_per_address=None
+    )
     server, thread = start_server(settings, pem=pem, client_timeout=client_timeout)
     port_queue.put(server.listen_address[1])
     stop_event.wait()
