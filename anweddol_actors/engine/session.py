@@ -61,7 +61,9 @@ class Session:
     ) -> None:
         self.context = context
         self.id = uuid.uuid4().hex
-        self.lifecycle = Lifecycle("session", self.id, context.journal, deferred=True)
+        # Not synced: a session owns nothing a restart recovers, so its rows need only
+        # survive the server process, not a power loss (journal/store.py's docstring).
+        self.lifecycle = Lifecycle("session", self.id, context.journal, deferred=True, synced=False)
         self.channel: ClientChannel | HttpChannel | None = None
         self._on_end = on_end
         # The address whose slot in the connection limits this session holds (set by the

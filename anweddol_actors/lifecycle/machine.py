@@ -1,11 +1,15 @@
 """An entity's lifecycle: a transitions machine whose every move is journalled first.
 
-The journal write is the machine's ``before_state_change`` callback: it runs once the
-trigger has been accepted and before the state changes, so that when :meth:`Lifecycle.fire`
-returns the transition is durable, and when the write raises the state has not moved.
-Nothing else is attached to the machine: the entity acts on the new state after ``fire``
-returns, never from inside a callback, and ``fire`` hands back the :class:`Transition` it
-took so that the entity can tell what it is reacting to.
+Each kind has one transitions ``HierarchicalMachine``, built from its spec once per
+process (:class:`_Moves`), not one per entity: building it cost more than a client
+session's whole journal. It answers "where does ``trigger`` lead from ``state``?" for each
+pair the first time it is asked, by firing the real machine from that state, and the
+answer is kept (the machines have no conditions: the answer depends on nothing else). A
+lifecycle holds only its state's name. :meth:`Lifecycle.fire` asks its kind's machine for
+the move, writes the journal row, and only then changes the state, so that when ``fire``
+returns the transition is durable, and when the write raises the state has not moved. The
+entity acts on the new state after ``fire`` returns, and ``fire`` hands back the
+:class:`Transition` it took so that the entity can tell what it is reacting to.
 
 A lifecycle may be *deferred* (client sessions, until their first valid request): its
 rows are then recorded in the lifecycle, in order, and written to the journal together,
@@ -27,7 +31,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from transitions import EventData
 from transitions.extensions import HierarchicalMachine
 
 from anweddol_actors.errors import AnweddolError
@@ -83,25 +86,73 @@ def _spec(kind: str) -> MachineSpec:
         raise ValueError(f"unknown entity kind {kind!r} (known: {', '.join(SPECS)})") from None
 
 
-def _build(spec: MachineSpec, model: _Model, initial: str, before: Any = None) -> None:
-    if initial not in spec.leaves:
-        raise ValueError(f"{spec.kind}: {initial!r} is not a state (states: {spec.leaves})")
-    HierarchicalMachine(
+def _check_state(spec: MachineSpec, state: str) -> None:
+    if state not in spec.leaves:
+        raise ValueError(f"{spec.kind}: {state!r} is not a state (states: {spec.leaves})")
+
+
+def _build(spec: MachineSpec, model: _Model, initial: str) -> HierarchicalMachine:
+    _check_state(spec, initial)
+    return HierarchicalMachine(
         model=model,
         states=spec.states_config(),
         transitions=spec.transitions_config(),
         initial=initial,
         auto_transitions=False,
         send_event=True,
-        before_state_change=[before] if before else [],
     )
 
 
-def _allowed(spec: MachineSpec, model: _Model, fresh: bool) -> tuple[str, ...]:
+class _Moves:
+    """One kind's transitions machine and the moves it was asked for (module docstring)."""
+
+    def __init__(self, spec: MachineSpec) -> None:
+        self._spec = spec
+        self._model = _Model()
+        self._machine = _build(spec, self._model, spec.initial)
+        self._edge_triggers = frozenset(spec.edge_triggers)
+        # The machine and its one model are shared: one question at a time.
+        self._lock = threading.Lock()
+        self._known: dict[tuple[str, str], str | None] = {}
+
+    def dest(self, state: str, trigger: str) -> str | None:
+        """The state ``trigger`` leads to from ``state``; None when it is not allowed."""
+        key = (state, trigger)
+        try:
+            return self._known[key]
+        except KeyError:
+            pass
+        with self._lock:
+            dest = None
+            if trigger in self._edge_triggers:
+                self._machine.set_state(state, model=self._model)
+                if self._model.may_trigger(trigger):
+                    self._model.trigger(trigger)
+                    dest = self._model.state
+            self._known[key] = dest
+        return dest
+
+
+_MOVES: dict[str, _Moves] = {}
+_MOVES_LOCK = threading.Lock()
+
+
+def _moves(spec: MachineSpec) -> _Moves:
+    """The kind's machine, built on first use."""
+    moves = _MOVES.get(spec.kind)
+    if moves is None:
+        with _MOVES_LOCK:
+            moves = _MOVES.get(spec.kind)
+            if moves is None:
+                moves = _MOVES[spec.kind] = _Moves(spec)
+    return moves
+
+
+def _allowed(spec: MachineSpec, moves: _Moves, state: str, fresh: bool) -> tuple[str, ...]:
     return tuple(
         trigger
         for trigger in spec.triggers
-        if (fresh if trigger == spec.create_trigger else model.may_trigger(trigger))
+        if (fresh if trigger == spec.create_trigger else moves.dest(state, trigger) is not None)
     )
 
 
@@ -121,19 +172,26 @@ class Lifecycle:
         *,
         state: str | None = None,
         deferred: bool = False,
+        synced: bool = True,
     ):
+        """``deferred``: hold rows until :meth:`make_durable` or the terminal state (see
+        the module docstring). ``synced``: each commit waits for the disk; False for an
+        entity whose rows need only survive the server process (a client session: see
+        ``Journal.record_many``)."""
         self._spec = _spec(kind)
         self.kind = kind
         self.entity_id = str(entity_id)
         self._journal = journal
         self._data: dict[str, Any] = dict(data or {})
         self._lock = threading.RLock()
-        self._model = _Model()
-        _build(self._spec, self._model, state or self._spec.initial, self._journal_transition)
+        self._moves = _moves(self._spec)
+        self._state = state or self._spec.initial
+        _check_state(self._spec, self._state)
         # Only a lifecycle that starts from nothing may journal the entity's creation: one
         # given a state (resumed) stands for an entity the journal already holds.
         self._fresh = state is None
         self._deferred = deferred
+        self._synced = synced
         self._pending: list[dict[str, Any]] = []
 
     @classmethod
@@ -146,7 +204,7 @@ class Lifecycle:
 
     @property
     def state(self) -> str:
-        return self._model.state
+        return self._state
 
     @property
     def data(self) -> dict[str, Any]:
@@ -183,19 +241,19 @@ class Lifecycle:
         """Write the rows held so far, in one transaction (nothing when none are held)."""
         with self._lock:
             if self._pending:
-                self._journal.record_many(self._pending)
+                self._journal.record_many(self._pending, sync=self._synced)
                 self._pending = []
 
     @property
     def allowed_triggers(self) -> tuple[str, ...]:
         with self._lock:
-            return _allowed(self._spec, self._model, self._fresh)
+            return _allowed(self._spec, self._moves, self._state, self._fresh)
 
     def can(self, trigger: str) -> bool:
         with self._lock:
             if trigger == self._spec.create_trigger:
                 return self._fresh
-            return trigger in self._spec.edge_triggers and self._model.may_trigger(trigger)
+            return self._moves.dest(self._state, trigger) is not None
 
     def is_in(self, state: str) -> bool:
         """True in *state* or in one of its children (``is_in("started")``)."""
@@ -223,13 +281,15 @@ class Lifecycle:
                     self.kind, self.entity_id, trigger, self.state, self.allowed_triggers
                 )
             creating = trigger == self._spec.create_trigger
-            source = "" if creating else self.state
+            source = "" if creating else self._state
             merged = {**self._data, **(data or {})}
-            if creating:
-                # The machine already stands in the initial state: only the journal moves.
-                self._record(trigger, source, self.state, context, details, merged)
-            else:
-                self._model.trigger(trigger, context=context, details=details, data=merged)
+            # The create step: the lifecycle already stands in the initial state, only
+            # the journal moves. Any other: where the kind's machine says it leads.
+            dest = self._state if creating else self._moves.dest(self._state, trigger)
+            assert dest is not None  # can() said so, under the same lock
+            # Raises with nothing changed: the state moves only once the row is written.
+            self._record(trigger, source, dest, context, details, merged)
+            self._state = dest
             self._data = merged
             self._fresh = False
             return Transition(
@@ -256,17 +316,6 @@ class Lifecycle:
         first row then has the initial state as its source.
         """
         return self.fire(self._spec.create_trigger, context=context, details=details, data=data)
-
-    def _journal_transition(self, event: EventData) -> None:
-        kwargs = event.kwargs
-        self._record(
-            event.event.name,
-            self._model.state,
-            event.transition.dest,
-            kwargs["context"],
-            kwargs["details"],
-            kwargs["data"],
-        )
 
     def _record(
         self,
@@ -295,7 +344,7 @@ class Lifecycle:
             return
         # Raises JournalError with nothing written: the held rows stay held and the state
         # does not move, as for an undeferred write.
-        self._journal.record_many([*self._pending, row])
+        self._journal.record_many([*self._pending, row], sync=self._synced)
         self._pending = []
 
     def __repr__(self) -> str:

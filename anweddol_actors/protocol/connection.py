@@ -243,6 +243,26 @@ class _Connection:
         )
 
 
+# What a server derives from its own key (its PEM, sent at step 7, and its block size),
+# derived once per key rather than once per connection: ``id(key) -> (key, pem, size)``.
+# The key itself is held so that its id is not reused; a few keys at most (a server
+# changes its key rarely), so the cache is simply emptied if it ever grows.
+_OWN_KEYS: dict[int, tuple[rsa.RSAPrivateKey, bytes, int]] = {}
+_OWN_KEYS_LIMIT = 16
+
+
+def _own_key_facts(private_key: rsa.RSAPrivateKey) -> tuple[bytes, int]:
+    known = _OWN_KEYS.get(id(private_key))
+    if known is not None and known[0] is private_key:
+        return known[1], known[2]
+    _check_own_key(private_key)
+    pem, size = crypto.public_pem(private_key), crypto.rsa_block_size(private_key)
+    if len(_OWN_KEYS) >= _OWN_KEYS_LIMIT:
+        _OWN_KEYS.clear()
+    _OWN_KEYS[id(private_key)] = (private_key, pem, size)
+    return pem, size
+
+
 def _check_own_key(private_key: rsa.RSAPrivateKey) -> None:
     if not isinstance(private_key, rsa.RSAPrivateKey):
         raise TypeError(f"private_key must be an RSAPrivateKey, not {type(private_key).__name__}")
@@ -282,13 +302,12 @@ class ServerConnection(_Connection):
         max_key_length: int = DEFAULT_MAX_KEY_LENGTH,
         randbytes: RandBytes = crypto.random_bytes,
     ) -> None:
-        _check_own_key(private_key)
+        # Checked and derived once per key (``_own_key_facts``), not per connection.
+        self._server_pem, self._block_size = _own_key_facts(private_key)
         super().__init__(max_message_size, randbytes)
         self._private_key = private_key
-        self._block_size = crypto.rsa_block_size(private_key)
         self._max_key_length = max_key_length
         self._client_key_length = 0
-        self._server_pem = crypto.public_pem(private_key)
 
     def send_response(self, payload: dict[str, Any]) -> None:
         """Queue the response's length frame; the body follows once the client acks it."""

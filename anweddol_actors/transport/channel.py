@@ -7,6 +7,16 @@ client timeout and, until the request is complete, by the request deadline, and 
 each turn's bytes in one write (TCP_NODELAY, so a one-byte acknowledgement is never held
 back by Nagle's algorithm — PROTOCOL.md §4).
 
+The peer's side matters as much: deployed clients write each step with its own small
+``send()`` and leave Nagle on, so a second write waits until the first is acknowledged.
+Twice per exchange the client writes two steps back to back (the ack of our key, then the
+session key; the ack of the echo, then the request's length frame) while we have nothing
+to answer the first with, and Linux delays that bare ACK (up to 40 ms: the delayed-ACK
+"pingpong" mode it enters once we reply quickly). So every wait re-arms ``TCP_QUICKACK``
+before it blocks: the kernel acknowledges what arrives at once, from its own softirq,
+without waiting for this thread. Linux clears the flag again as the connection goes on,
+hence once per wait rather than once per socket.
+
 The client timeout bounds one wait and restarts with every byte received; the request
 deadline does not restart: a client that trickles one byte just inside the timeout is cut
 when the deadline passes, with :class:`RequestDeadlinePassed` (a ``TimeoutError``, so it
@@ -72,6 +82,27 @@ def client_id_for(ip: str) -> str:
     return hashlib.sha256(ip.encode()).hexdigest()[:7]
 
 
+# Linux only; elsewhere the delayed-ACK interplay stays (the exchange is still correct).
+_TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+
+
+def _tune_tcp(sock: socket.socket) -> bool:
+    """Set TCP_NODELAY on an accepted socket; False when it is not TCP (a socketpair)."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        return False
+    return _TCP_QUICKACK is not None
+
+
+def _quickack(sock: socket.socket) -> None:
+    """Acknowledge at once what arrives next (see the module docstring)."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+    except OSError:
+        pass  # the peer is gone: the recv that follows says so
+
+
 class ClientChannel:
     """The server's end of one client connection."""
 
@@ -104,10 +135,8 @@ class ClientChannel:
             self.ip = ""
         self.id = client_id_for(self.ip)
         sock.settimeout(timeout)
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass  # not a TCP socket (a socketpair in a test): nothing to tune
+        # Whether the socket is TCP: only then are the per-wait TCP_QUICKACK calls made.
+        self._tcp = _tune_tcp(sock)
         # The key pair is shared read-only by every session; everything per connection (the
         # peer's key, the AES key and IV chain) lives in the ServerConnection, so concurrent
         # handshakes cannot overwrite each other (PROTOCOL.md §4).
@@ -239,6 +268,8 @@ class ClientChannel:
                 if event is NEED_DATA:
                     self._flush()
                     self._bound_wait()
+                    if self._tcp:
+                        _quickack(self.socket)
                     try:
                         data = self.socket.recv(_RECV_SIZE)
                     except TimeoutError:

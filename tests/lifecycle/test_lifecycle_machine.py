@@ -298,3 +298,19 @@ def test_replay_takes_create_as_the_first_row_only(journal):
         replay("server", [create | {"source": "created"}])
     with pytest.raises(ValueError, match="dest 'started'"):
         replay("server", [create | {"dest": "started"}])
+
+
+def test_lifecycles_of_one_kind_move_apart(journal):
+    """One machine per kind answers every lifecycle of it: each keeps its own state."""
+    first, second = (Lifecycle("container", name, journal) for name in ("c1", "c2"))
+    first.fire("start")
+    assert (first.state, second.state) == ("started_booting", "created")
+    assert second.can("start") and not first.can("start")
+    second.fire("start")
+    second.fire("administer")
+    first.fire("fail")
+    assert (first.state, second.state) == ("failed", "started_administered")
+    assert first.allowed_triggers == ("destroy",)
+    with pytest.raises(IllegalTransition):
+        second.fire("destroy")
+    assert second.state == "started_administered"

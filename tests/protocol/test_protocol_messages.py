@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from protocol_support import CREATE_DATA, TOKEN, UUID
 
 from anweddol_actors.protocol.messages import (
+    REQUEST_SCHEMA,
     RESPONSE_MSG_BAD_REQ,
     RESPONSE_MSG_OK,
+    _plainly_valid,
+    _validate,
     make_request,
     make_response,
     validate_request,
@@ -102,3 +107,79 @@ def test_request_bounds():
     assert not ok(x=list(range(MAX_PARAMETER_LENGTH + 1)))
     # Values without a length stay free: numbers, booleans, null.
     assert ok(a=1, b=2.5, c=True, d=None)
+
+
+# -- the plain-request check beside cerberus ---------------------------------------------
+
+_PLAIN_VALUES = st.one_of(
+    st.sampled_from(["", "x", UUID, TOKEN, TOKEN + "\n", UUID.upper(), "STAT\n", "a" * 4097]),
+    st.text(max_size=8),
+    st.integers(),
+    st.none(),
+    st.booleans(),
+    st.lists(st.integers(), max_size=2),
+)
+_PLAIN_NAMES = st.one_of(
+    st.sampled_from(["container_uuid", "client_token", "access_token", "n" * 65]),
+    st.text(max_size=4),
+    st.integers(),
+)
+_REQUESTS = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "verb": st.one_of(
+                st.sampled_from(["STAT", "CREATE", "DESTROY", "stat", "", "STAT\n", "A" * 65]),
+                st.text(max_size=6),
+                st.integers(),
+            ),
+            "parameters": st.one_of(
+                st.dictionaries(_PLAIN_NAMES, _PLAIN_VALUES, max_size=4),
+                st.dictionaries(st.text(max_size=3), st.just("v"), min_size=33, max_size=34),
+                st.lists(st.integers(), max_size=1),
+                st.none(),
+            ),
+        },
+        optional={"extra": st.integers()},
+    ),
+    st.dictionaries(st.sampled_from(["verb", "parameters", "x"]), st.just("STAT"), max_size=3),
+    st.lists(st.integers(), max_size=1),
+    st.none(),
+)
+
+
+_CREDENTIAL_REQUESTS = st.fixed_dictionaries(
+    {
+        "verb": st.sampled_from(["DESTROY", "STAT"]),
+        "parameters": st.fixed_dictionaries(
+            {},
+            optional={
+                "container_uuid": st.sampled_from([UUID, UUID + "\n", UUID[1:], 7]),
+                "client_token": st.sampled_from([TOKEN, TOKEN + "\n", TOKEN[1:], None]),
+                "access_token": st.sampled_from(["t0k", "", None, "a" * 4097, 1.5]),
+            },
+        ),
+    }
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(_REQUESTS, _CREDENTIAL_REQUESTS))
+def test_validate_request_judges_as_cerberus_does(request_):
+    """The plain-request check (no cerberus for the requests a client library sends) never
+    changes a verdict: every request gets cerberus's answer, sanitized copy and errors."""
+    assert validate_request(request_) == _validate(REQUEST_SCHEMA, request_, "request")
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        {"verb": "STAT", "parameters": {}},
+        {"verb": "STAT", "parameters": {"access_token": "t0k"}},
+        {"verb": "DESTROY", "parameters": {"container_uuid": UUID, "client_token": TOKEN}},
+    ],
+)
+def test_plain_requests_skip_cerberus(request_):
+    """The requests of the client libraries are recognised without cerberus (the check can
+    fail: a request it does not recognise would go to cerberus)."""
+    assert _plainly_valid(request_)
+    assert not _plainly_valid({**request_, "verb": "stat"})
