@@ -21,6 +21,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import pykka
 
@@ -303,18 +304,38 @@ class Session:
 
 
 class SessionActor(pykka.ThreadingActor):
-    """Runs one :class:`Session` on its own thread, then stops itself."""
+    """Runs one :class:`Session` on its own thread, then stops itself.
+
+    Handed its work with :meth:`serve`, a plain message: a proxy would introspect the
+    actor's attributes for every connection (pykka builds one per ``proxy()`` call, about
+    0.2 ms of CPU, a tenth of what a STAT costs beyond its RSA decryption).
+    """
 
     def __init__(self, session: Session) -> None:
         super().__init__()
         self.session = session
 
-    def serve(self, entry: Callable[..., None], *args: object) -> None:
-        """Run ``entry`` (``session.serve_socket`` or ``serve_channel``), then stop."""
+    @staticmethod
+    def serve(actor: pykka.ActorRef, entry: Callable[..., None], *args: object) -> None:
+        """Have the started ``actor`` run ``entry`` (``session.serve_socket`` or
+        ``serve_channel``) on its thread, then stop."""
+        actor.tell(_Serve(entry, args))
+
+    def on_receive(self, message: object) -> None:
+        if not isinstance(message, _Serve):
+            return
         try:
-            entry(*args)
+            message.entry(*message.args)
         finally:
             self.actor_ref.stop(block=False)
+
+
+@dataclass(frozen=True)
+class _Serve:
+    """The one message a :class:`SessionActor` gets: what to run on its thread."""
+
+    entry: Callable[..., None]
+    args: tuple
 
 
 def _field(value: object) -> str | None:

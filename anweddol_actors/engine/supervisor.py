@@ -318,8 +318,9 @@ class Server:
         except BaseException:
             self._session_ended(session)
             raise
+        # Set before the actor has anything to run: the session gives the slot back.
         session.admitted_address = ip
-        actor.proxy().serve(functools.partial(entry, session), *args)
+        SessionActor.serve(actor, functools.partial(entry, session), *args)
 
     # -- HTTP requests (the web front end) ------------------------------------------------
 
@@ -352,7 +353,7 @@ class Server:
         """Serve a client the user accepted and wrapped (seed ``handleClient``)."""
         session = self._new_session()
         if asynchronous:
-            SessionActor.start(session).proxy().serve(session.serve_channel, channel)
+            SessionActor.serve(SessionActor.start(session), session.serve_channel, channel)
         else:
             session.serve_channel(channel)
 
