@@ -13,6 +13,7 @@ import threading
 import pytest
 from serverharness import record_events, stand_in_server, wait_for
 
+from anweddol_actors.cli.service import status_text
 from anweddol_actors.client import Client
 from anweddol_actors.core.crypto import RSAWrapper
 from anweddol_actors.engine.admin import status
@@ -319,3 +320,53 @@ def test_a_restart_destroys_a_pooled_container_of_the_earlier_run(make, rsa, tmp
         assert forwarder["state"] == "destroyed"
     finally:
         restarted.stop()
+
+
+def test_handlers_size_a_pooled_container_before_it_boots_and_use_its_shell_at_handover(
+    make,
+):
+    running = make(max_containers=2)
+    shell_answers: list[object] = []
+
+    @running.server.on_container_created
+    def size_it(context, data):
+        data["container_instance"].setMemory(192)
+
+    @running.server.on_endpoint_shell_closed
+    def ask_shell(context, data):
+        # The pooled shell's actor lives until its events have fired at handover.
+        shell_answers.append(data["endpoint_shell_instance"].getStoredClientSSHCredentials())
+
+    running.start()
+    wait_ready(running)
+    [row] = running.engine.journal.live_entities(kind="container")
+    created = Client(*running.address, timeout=30).create()
+    assert created["success"], created
+    assert row["data"]["memory_mib"] == 192  # journalled at start, as the domain was made
+    data = created["data"]
+    assert shell_answers == [(data["container_username"], data["container_password"])]
+    stop_and_check(running)
+
+
+def test_status_shows_the_pool(make):
+    running = make(max_containers=2).start()
+    wait_ready(running)
+    shown = status(running.engine.context, running.engine.listen_address)
+    assert shown["warm_pool"] == {"size": 1, "ready": 1, "filling": 0}
+    assert shown["available"] == 2
+    assert shown["containers"] == 0  # a pooled container is nobody's
+    text = status_text(
+        {
+            "pid": 1,
+            "uptime": 1,
+            "containers": 0,
+            "available": 2,
+            "warm_pool": shown["warm_pool"],
+            "fingerprint": "x",
+            "listen": "127.0.0.1:1",
+            "config": "c",
+            "admin_error": None,
+        }
+    )
+    assert "  warm pool:        1 of 1 ready, 0 filling" in text.splitlines()
+    stop_and_check(running)
