@@ -108,6 +108,17 @@ class Pool:
     # -- the filler ----------------------------------------------------------------------
 
     def _run(self) -> None:
+        log.info("warm pool: keeping %d container(s) ready", self.size)
+        while not self._stopped.is_set():
+            try:
+                self._fill_until_stopped()
+                return
+            except Exception:
+                # A bug of ours must not end the pool silently: said, then tried again.
+                log.exception("warm pool: unexpected error; filling again in %.0f s", BACKOFF_MAX)
+                self._stopped.wait(BACKOFF_MAX)
+
+    def _fill_until_stopped(self) -> None:
         failures = 0
         while not self._stopped.is_set():
             if not self._wants_one() or not self._slot_taken():
@@ -150,7 +161,12 @@ class Pool:
             # Counted before the slot is asked for: a CREATE that finds the pool empty
             # meanwhile waits for this fill rather than take the slot it needs.
             self._filling += 1
-        if self.context.registry.reserve_slot(pooled=True).get():
+        try:
+            taken = self.context.registry.reserve_slot(pooled=True).get()
+        except Exception:
+            self._filled(None)
+            raise
+        if taken:
             return True
         self._filled(None)
         self._stopped.wait(IDLE_LOOK)
