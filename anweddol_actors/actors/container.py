@@ -193,6 +193,15 @@ class ContainerActor(EntityActor):
             data={"forward_port": self.forward_port},
         )
 
+    def mark_pooled(self, listen_port: int, context: int | None = None) -> Transition:
+        """Journal that the container waits in the warm pool, its forwarder's port
+        reserved (``listen_port``) but not relaying yet."""
+        return self.lifecycle.fire(
+            "pool",
+            context=context,
+            data={"pool_listen_port": listen_port, "guest_address": list(self.guest_address or ())},
+        )
+
     def mark_serving(self, forwarder_port: int, context: int | None = None) -> Transition:
         return self.lifecycle.fire(
             "serve",

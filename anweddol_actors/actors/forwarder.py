@@ -90,6 +90,13 @@ class ForwarderActor(EntityActor):
             raise ForwarderError("the forwarder is already started")
         self.target = (host or self.target[0], port or self.target[1])
 
+    def set_owner(self, owner: str | None) -> None:
+        """The address the forwarder protects, set before it relays (a warm pool's
+        forwarder learns its client at the CREATE that takes it)."""
+        if self.lifecycle.state != "created":
+            raise ForwarderError("the forwarder is already started")
+        self.owner = owner or None
+
     @governed
     def start_forwarding(self, context: int | None = None) -> Transition:
         """Journal ``start``, then relay. Starting twice is refused before a second relay."""

@@ -7,6 +7,10 @@ container see exactly one winner (the one whose ``claim`` returns the entry).
 A slot is taken when a CREATE begins and given back only when its domain is known to be
 gone (``release_slot``, ``free``): a container whose teardown failed keeps its slot, so
 capacity never promises a VM that libvirt still runs.
+
+A warm pool's containers hold slots of their own (``reserve_slot(pooled=True)``): they
+count against the limit like any container, and a CREATE that takes one turns its slot
+into an ordinary pending one (``hand_over``), so from then on it is a CREATE like any.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class Registry(pykka.ThreadingActor):
         self.ending: dict[str, LiveContainer] = {}  # claimed, being torn down
         self.stuck_entries: dict[str, LiveContainer] = {}  # torn down, domain not gone
         self.pending = 0
+        self.pooled = 0  # slots held by the warm pool's containers (filling or ready)
         self.closed = False
 
     def open(self) -> None:
@@ -52,18 +57,31 @@ class Registry(pykka.ThreadingActor):
         """No container may be added from now on (the server is stopping)."""
         self.closed = True
 
-    def reserve_slot(self) -> bool:
-        """Claim room for one more container (a CREATE in progress)."""
+    def reserve_slot(self, pooled: bool = False) -> bool:
+        """Claim room for one more container (a CREATE in progress, or with ``pooled``
+        a warm pool's fill)."""
         if self.closed:
             return False
         if self.limit is not None and self._used() >= self.limit:
             return False
-        self.pending += 1
+        if pooled:
+            self.pooled += 1
+        else:
+            self.pending += 1
         return True
 
-    def release_slot(self) -> None:
-        """Give back the slot of a CREATE whose domain is gone (or never existed)."""
-        self.pending = max(0, self.pending - 1)
+    def release_slot(self, pooled: bool = False) -> None:
+        """Give back the slot of a CREATE (or a pool's container) whose domain is gone
+        (or never existed)."""
+        if pooled:
+            self.pooled = max(0, self.pooled - 1)
+        else:
+            self.pending = max(0, self.pending - 1)
+
+    def hand_over(self) -> None:
+        """A CREATE took a pooled container: its slot is the CREATE's pending one now."""
+        self.pooled = max(0, self.pooled - 1)
+        self.pending += 1
 
     def add(self, entry: LiveContainer) -> bool:
         """Store a container whose CREATE succeeded; its slot becomes an entry.
@@ -78,10 +96,10 @@ class Registry(pykka.ThreadingActor):
         self.release_slot()
         return True
 
-    def keep_stuck(self, entry: LiveContainer) -> None:
-        """A CREATE's container whose domain could not be destroyed: its pending slot
-        stays taken, as a claimed entry the reaper tries to end again."""
-        self.release_slot()
+    def keep_stuck(self, entry: LiveContainer, pooled: bool = False) -> None:
+        """A CREATE's (or with ``pooled`` the pool's) container whose domain could not be
+        destroyed: its slot stays taken, as a claimed entry the reaper tries to end again."""
+        self.release_slot(pooled)
         self.stuck_entries[entry.uuid] = entry
 
     def mark_stuck(self, container_uuid: str) -> None:
@@ -120,6 +138,9 @@ class Registry(pykka.ThreadingActor):
     def pending_count(self) -> int:
         return self.pending
 
+    def pooled_count(self) -> int:
+        return self.pooled
+
     def count(self) -> int:
         return len(self.entries)
 
@@ -129,4 +150,10 @@ class Registry(pykka.ThreadingActor):
         return max(0, self.limit - self._used())
 
     def _used(self) -> int:
-        return len(self.entries) + len(self.ending) + len(self.stuck_entries) + self.pending
+        return (
+            len(self.entries)
+            + len(self.ending)
+            + len(self.stuck_entries)
+            + self.pending
+            + self.pooled
+        )

@@ -291,6 +291,7 @@ def run_status(args: argparse.Namespace) -> int:
         "uptime": answer.get("uptime", round(pidfile.uptime(pid) or 0.0, 1)),
         "containers": answer.get("containers"),
         "available": answer.get("available"),
+        "warm_pool": answer.get("warm_pool"),
         "fingerprint": answer.get("fingerprint") or file_fingerprint(config),
         "listen": answer.get("listen") or configured_listen(config),
         "web": configured_web(config),
@@ -312,6 +313,7 @@ def status_text(data: dict[str, Any]) -> str:
         f"running (PID {data['pid']})",
         f"  uptime:           {duration(data['uptime'])}",
         f"  containers:       {containers}",
+        *([f"  warm pool:        {warm_pool(data['warm_pool'])}"] if data.get("warm_pool") else []),
         f"  key fingerprint:  {shown(data['fingerprint'])} (SHA-256)",
         f"  listening on:     {data['listen']}",
         *([f"  web server:       {data['web']}"] if data.get("web") else []),
@@ -320,6 +322,13 @@ def status_text(data: dict[str, Any]) -> str:
     if data["admin_error"]:
         lines.append(f"  admin channel:    {data['admin_error']}")
     return "\n".join(lines)
+
+
+def warm_pool(pool: dict[str, Any]) -> str:
+    """``1 of 1 ready, 0 filling`` (``off`` when its size is 0)."""
+    if not pool.get("size"):
+        return "off"
+    return f"{pool.get('ready')} of {pool.get('size')} ready, {pool.get('filling')} filling"
 
 
 def duration(seconds: Any) -> str:

@@ -19,7 +19,7 @@ from anweddol_actors import __version__
 from anweddol_actors.actors.base import one_line
 from anweddol_actors.engine.context import EngineContext
 from anweddol_actors.engine.reaper import limits_left
-from anweddol_actors.engine.verbs import HYPERVISOR_UNREACHABLE, end_live
+from anweddol_actors.engine.verbs import HYPERVISOR_UNREACHABLE, available_containers, end_live
 from anweddol_actors.errors import AnweddolError
 from anweddol_actors.lifecycle.events import CONTEXT_DEFERRED_CALL
 from anweddol_actors.metrics import census
@@ -47,7 +47,8 @@ class AdminRefused(AnweddolError):
 
 def status(context: EngineContext, listen_address: tuple) -> dict[str, Any]:
     """The running server in a few fields (``status`` reads them by these names)."""
-    available = context.registry.available().get(timeout=ASK_TIMEOUT)
+    available = available_containers(context, ASK_TIMEOUT)
+    pool = context.pool
     host, port = listen_address[:2]
     return {
         "version": __version__,
@@ -57,6 +58,8 @@ def status(context: EngineContext, listen_address: tuple) -> dict[str, Any]:
         "available": "nolimit" if available is None else available,
         "listen": f"{host or '0.0.0.0'}:{port}",
         "fingerprint": None if context.private_key is None else fingerprint(context.private_key),
+        # Pooled containers are nobody's yet: counted here, never in ``containers``.
+        "warm_pool": ({"size": 0, "ready": 0, "filling": 0} if pool is None else pool.status()),
     }
 
 

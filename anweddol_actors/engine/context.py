@@ -124,6 +124,8 @@ class EngineContext:
     earlier_run: set[str] = field(default_factory=set)
     # The server's metrics (``/metrics``); a context made outside a server counts nothing.
     metrics: Metrics | NoMetrics = field(default_factory=NoMetrics)
+    # The warm pool (engine/pool.py ``Pool``) when ``warm_pool_size`` > 0, else None.
+    pool: Any = None
 
     def __post_init__(self) -> None:
         self.use_metrics(self.metrics)
@@ -144,7 +146,11 @@ class EngineContext:
 
     def _available_slots(self) -> int | None:
         # Bounded: a scrape must not hang on a busy registry.
-        return self.registry.available().get(timeout=_READING_TIMEOUT)
+        available = self.registry.available().get(timeout=_READING_TIMEOUT)
+        # A warm pool's ready container holds a slot yet is there for a CREATE (as STAT).
+        if available is not None and self.pool is not None:
+            available += self.pool.ready_count()
+        return available
 
     def hypervisor_ready(self) -> bool:
         """Whether a request may use libvirt now: recovered, and libvirt answers."""

@@ -7,12 +7,20 @@ seed's order. A CREATE is complete only once its response is delivered (the clie
 acknowledged the length frame and the body is written): a client that gave up, a handler
 that closed it, a server that began stopping, or any failure unwinds every step done so
 far, each undo journalled, each undo run even when an earlier one raised.
+
+The warm pool (``pool.py``) makes its containers here too (:func:`fill`): the same steps,
+with only ``on_container_created`` fired then (``CONTEXT_AUTOMATIC_ACTION``, so handlers
+may still size the container before it boots); the other events are kept, and a CREATE
+that takes the pooled container fires them at handover (:func:`_handover`), in the
+seed's order, with the client's data, before it starts the forwarder and registers the
+container. A failed fill is unwound by the same :func:`_unwind` as a failed CREATE.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from anweddol_actors.actors.base import one_line
@@ -37,6 +45,7 @@ from anweddol_actors.hypervisor import HypervisorUnavailable
 from anweddol_actors.image.checksum import iso_sha256
 from anweddol_actors.lifecycle import Transition
 from anweddol_actors.lifecycle.events import (
+    CONTEXT_AUTOMATIC_ACTION,
     CONTEXT_ERROR,
     CONTEXT_NORMAL_PROCESS,
     EVENT_CONTAINER_CREATED,
@@ -87,6 +96,24 @@ class _Done:
     forwarder: Any = None
     credentials_stored: bool = False
     registered: bool = False
+    pooled: bool = False  # its slot is the warm pool's (a fill), not a CREATE's
+    closed_shell: Any = None  # a shell closed (journalled) whose actor still lives
+
+
+@dataclass
+class Pooled:
+    """A warm pool's container, ready to be handed over: its actors, the credentials set
+    in its guest, its forwarder's reserved port, and the events its making backs, each
+    ``(transition, event, data)``, that the CREATE taking it fires."""
+
+    uuid: str
+    container: Any
+    shell: Any  # closed, its actor kept until its events have fired at handover
+    forwarder: Any  # created (port reserved), not relaying
+    username: str
+    password: str
+    listen_port: int
+    events: list[tuple[Transition, str, dict]] = field(default_factory=list)
 
 
 def _hypervisor_lost(exc: BaseException) -> bool:
@@ -110,16 +137,22 @@ def create(request: Request) -> dict | None:
     elif not context.hypervisor_ready():
         # Checked before anything is made: an outage known now costs nothing.
         reason = HYPERVISOR_UNREACHABLE
-    elif not context.registry.reserve_slot().get():
-        reason = "The maximum amount of running containers is reached"
     else:
         reason = None
+    pooled = None
+    if reason is None:
+        pooled = _take_pooled(context)
+        if pooled is None and not context.registry.reserve_slot().get():
+            reason = "The maximum amount of running containers is reached"
     if reason is not None:
         return respond(request, False, RESPONSE_MSG_UNAVAILABLE, reason=reason)
     clock.lap("admission")
     done = _Done()
     try:
-        response_data = _steps(request, done, clock)
+        if pooled is not None:
+            response_data = _handover(request, done, pooled, clock)
+        else:
+            response_data = _steps(request, done, clock)
     except HandleEnded:
         _unwind(context, done, request.base_data, "the client was closed by a handler")
         return None
@@ -149,6 +182,30 @@ def create(request: Request) -> dict | None:
     clock.done()
     pause(context.settings, "create:response_sent")
     return response
+
+
+def _take_pooled(context: EngineContext) -> Pooled | None:
+    """A ready pooled container for this CREATE, its slot now the CREATE's; None when the
+    pool has none (a CREATE then goes cold). A pooled container whose domain died while it
+    waited is ended (journalled) and the next one tried."""
+    pool = context.pool
+    if pool is None:
+        return None
+    while True:
+        pooled = pool.take()
+        if pooled is None:
+            return None
+        try:
+            running = pooled.container.is_domain_running().get()
+        except Exception:
+            running = False
+        if running:
+            # Taken atomically from the pool: no other CREATE can have it; its slot is
+            # this CREATE's from here on (its unwind gives back a pending slot).
+            context.registry.hand_over().get()
+            return pooled
+        log.warning("warm pool: container %s is no longer running; ending it", pooled.uuid)
+        discard(context, pooled, "its domain stopped while pooled")
 
 
 def _mark_serving(done: _Done, listen_port: int) -> None:
@@ -250,7 +307,18 @@ def _steps(request: Request, done: _Done, clock: Any) -> dict:
     )
     clock.lap("forwarder")
     pause(settings, "create:forwarder_started")
+    return _register(request, done, username, password, listen_port, clock)
 
+
+def _register(
+    request: Request, done: _Done, username: str, password: str, listen_port: int, clock: Any
+) -> dict:
+    """The CREATE's last steps, cold or warm: the client's token, the container live in
+    the registry (its lifetime and idle time count from here), the response's data."""
+    context = request.context
+    settings = context.settings
+    container, forwarder = done.container, done.forwarder
+    container_uuid = done.container_uuid
     token = new_client_token()
     context.journal.store_credentials(container_uuid, token)
     done.credentials_stored = True
@@ -281,6 +349,165 @@ def _steps(request: Request, done: _Done, clock: Any) -> dict:
     return response_data
 
 
+def _handover(request: Request, done: _Done, pooled: Pooled, clock: Any) -> dict:
+    """Hand a pooled container to this CREATE: fire the events its making backs (each
+    journalled then), set the forwarder's owner, start relaying, register it."""
+    context = request.context
+    base = request.base_data
+    done.container, done.container_uuid = pooled.container, pooled.uuid
+    done.forwarder = pooled.forwarder
+    done.closed_shell = pooled.shell
+
+    def emit(transition: Transition, event: str, data: dict) -> None:
+        context.dispatch.emit(transition, event, CONTEXT_NORMAL_PROCESS, {**base, **data})
+        if request.client_gone:
+            raise HandleEnded(event)
+        if context.stopping.is_set():
+            raise ServerStopping("the server is stopping")
+
+    try:
+        for transition, event, data in pooled.events:
+            emit(transition, event, data)
+    finally:
+        # Handlers of on_endpoint_shell_closed may ask the shell about itself: it ends
+        # only once its events have fired.
+        stop_actor(pooled.shell)
+        done.closed_shell = None
+    # The handed-over events (administration) and the taking of it: no boot to wait for.
+    clock.lap("administration")
+    owner = request.channel.ip if isinstance(request.channel, _CLIENT_CHANNELS) else None
+    pooled.forwarder.set_owner(owner or None).get()
+    emit(
+        pooled.forwarder.start_forwarding(CONTEXT_NORMAL_PROCESS).get(),
+        EVENT_FORWARDER_STARTED,
+        {"forwarder": pooled.forwarder},
+    )
+    clock.lap("forwarder")
+    return _register(request, done, pooled.username, pooled.password, pooled.listen_port, clock)
+
+
+def fill(context: EngineContext) -> Pooled:
+    """Make one pooled container, the pool's slot already taken. A failure is unwound
+    (journalled, the slot given back once the domain is gone), reported once
+    (``on_runtime_error``) and raised."""
+    done = _Done(pooled=True)
+    try:
+        return _fill_steps(context, done)
+    except Exception as exc:
+        reason = f"warm pool fill failed: {one_line(exc)}"
+        transition = _unwind(context, done, {}, reason)
+        if not context.stopping.is_set():
+            context.dispatch.report(exc, {}, transition)
+        raise
+
+
+def discard(context: EngineContext, pooled: Pooled, reason: str) -> None:
+    """End a pooled container nobody took (the server stops, or it broke while waiting):
+    stopped and destroyed, journalled, its pool slot given back."""
+    done = _Done(
+        container=pooled.container,
+        container_uuid=pooled.uuid,
+        forwarder=pooled.forwarder,
+        pooled=True,
+        closed_shell=pooled.shell,
+    )
+    _unwind(context, done, {}, None, CONTEXT_AUTOMATIC_ACTION, {"reason": reason})
+
+
+def _fill_steps(context: EngineContext, done: _Done) -> Pooled:
+    settings = context.settings
+    events: list[tuple[Transition, str, dict]] = []
+
+    def keep(transition: Transition, event: str, data: dict) -> None:
+        """Journalled now; its event fires at handover, with the client."""
+        events.append((transition, event, data))
+        go_on()
+
+    def go_on() -> None:
+        if context.stopping.is_set():
+            raise ServerStopping("the server is stopping")
+
+    container = start_container(context)
+    done.container = container
+    done.container_uuid = container_uuid = container.uuid.get()
+    # Now, not at handover: handlers may still size the container before it boots.
+    context.dispatch.emit(
+        container.create(CONTEXT_AUTOMATIC_ACTION).get(),
+        EVENT_CONTAINER_CREATED,
+        CONTEXT_AUTOMATIC_ACTION,
+        {"container": container},
+    )
+    go_on()
+    _start_domain_unless_started(container, container_uuid, keep, CONTEXT_AUTOMATIC_ACTION)
+    host, port = _wait_ready_unless_stopping(context, container, container_uuid)
+    shell_port = port if settings.network_mode == "user" else settings.endpoint_listen_port
+    shell = start_shell(context, container_uuid, host, shell_port)
+    done.shell = shell
+    keep(shell.create(CONTEXT_AUTOMATIC_ACTION).get(), EVENT_ENDPOINT_SHELL_CREATED, {})
+    keep(shell.open(CONTEXT_AUTOMATIC_ACTION).get(), EVENT_ENDPOINT_SHELL_OPENED, {})
+    # Fresh random credentials for each pooled container (none is stored for it yet).
+    shell.ensure_client_credentials(settings.password_length).get()
+    username, password = shell.administer(22).get()
+    container.mark_administered(username, CONTEXT_AUTOMATIC_ACTION).get()
+    transition = shell.close(CONTEXT_AUTOMATIC_ACTION).get()
+    done.shell, done.closed_shell = None, shell
+    keep(transition, EVENT_ENDPOINT_SHELL_CLOSED, {})
+    forwarder = start_forwarder(context, container_uuid, (host, port))
+    done.forwarder = forwarder
+    keep(forwarder.create(CONTEXT_AUTOMATIC_ACTION).get(), EVENT_FORWARDER_CREATED, {})
+    listen_port = forwarder.describe().get()["port"]
+    container.mark_pooled(listen_port, CONTEXT_AUTOMATIC_ACTION).get()
+    # The data handed to the handlers at handover: each event with its entity's proxy.
+    pieces = {"container": container, "endpoint_shell": shell, "forwarder": forwarder}
+    for _transition, event, data in events:
+        data.update(_piece_of(event, pieces))
+    pooled = Pooled(
+        uuid=container_uuid,
+        container=container,
+        shell=shell,
+        forwarder=forwarder,
+        username=username,
+        password=password,
+        listen_port=listen_port,
+        events=events,
+    )
+    done.closed_shell = None  # the pooled container owns its actors now
+    return pooled
+
+
+def _piece_of(event: str, pieces: dict) -> dict:
+    for key in ("container", "endpoint_shell", "forwarder"):
+        if event.startswith(f"on_{key}_"):
+            return {key: pieces[key]}
+    return {}
+
+
+def _wait_ready_unless_stopping(
+    context: EngineContext, container: Any, container_uuid: str
+) -> tuple[str, int]:
+    """``wait_ready`` in short waits, so that a stop cuts a fill's boot wait at once (a
+    stop waits for the pool; a CREATE's own wait is bounded by its grace instead)."""
+    timeout = context.settings.ready_timeout
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        if context.stopping.is_set():
+            raise ServerStopping("the server is stopping")
+        step = _FILL_WAIT_SLICE
+        if deadline is not None:
+            step = min(step, deadline - time.monotonic())
+        try:
+            return wait_ready(container, container_uuid, max(step, 0.1))
+        except TimeoutError:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"container {container_uuid}: no SSH banner within {timeout:g} s"
+                ) from None
+
+
+# How long a fill waits for the guest's banner between two looks at the server's stop.
+_FILL_WAIT_SLICE = 2.0
+
+
 def _administered_by_handler(shell: Any, container_uuid: str) -> tuple[str, str]:
     """The credentials set by a handler that administered the guest and closed the shell
     itself in ``on_endpoint_shell_opened`` (the original then skips its own steps, and
@@ -294,7 +521,9 @@ def _administered_by_handler(shell: Any, container_uuid: str) -> tuple[str, str]
     return administered
 
 
-def _start_domain_unless_started(container: Any, container_uuid: str, emit: Any) -> None:
+def _start_domain_unless_started(
+    container: Any, container_uuid: str, emit: Any, call_context: int = CONTEXT_NORMAL_PROCESS
+) -> None:
     """Start the domain, unless an ``on_container_created`` handler did (the original's own
     server does): its ``startDomain`` went through this container's machine, so the
     ``start`` is journalled once, whoever fired it. As in the original,
@@ -302,7 +531,7 @@ def _start_domain_unless_started(container: Any, container_uuid: str, emit: Any)
     started the domain knows it did."""
     state = container.snapshot().get()["state"]
     if state == "created":
-        transition = container.start_domain(CONTEXT_NORMAL_PROCESS).get()
+        transition = container.start_domain(call_context).get()
         emit(transition, EVENT_CONTAINER_DOMAIN_STARTED, {"container": container})
     elif state.startswith("started"):
         log.info("container %s: its domain was started by a handler", container_uuid)
@@ -311,9 +540,17 @@ def _start_domain_unless_started(container: Any, container_uuid: str, emit: Any)
         raise ContainerError(f"container {container_uuid} is {state} after on_container_created")
 
 
-def _unwind(context: EngineContext, done: _Done, base: dict, reason: str) -> Transition | None:
-    """Undo a failed CREATE in reverse. Every undo runs even when an earlier one raised;
-    each is journalled by its actor (``fail`` with the reason, then ``destroy``; a failed
+def _unwind(
+    context: EngineContext,
+    done: _Done,
+    base: dict,
+    reason: str | None,
+    call_context: int = CONTEXT_ERROR,
+    details: dict | None = None,
+) -> Transition | None:
+    """Undo a failed CREATE (or a pool's fill, or end a pooled container) in reverse.
+    Every undo runs even when an earlier one raised; each is journalled by its actor
+    (``fail`` with the reason — ``stop`` when there is none — then ``destroy``; a failed
     undo leaves its entity ``failed`` with the error). The slot is given back only when
     the domain is known gone. Returns the first ``fail`` transition journalled (what the
     runtime error report stands on)."""
@@ -331,19 +568,20 @@ def _unwind(context: EngineContext, done: _Done, base: dict, reason: str) -> Tra
         "endpoint_shell": done.shell,
         "container": done.container,
     }
-    undone = end_pieces(context, pieces, CONTEXT_ERROR, base, reason)
+    undone = end_pieces(context, pieces, call_context, base, reason, details)
     domain_gone = undone.domain_gone
     if done.forwarder is not None:
         stop_actor(done.forwarder)
     if done.shell is not None:
         stop_actor(done.shell)
+    stop_actor(done.closed_shell)
     if domain_gone:
         if done.container is not None:
             stop_actor(done.container)
         if done.registered:
             context.registry.free(done.container_uuid).get()
         else:
-            context.registry.release_slot().get()
+            context.registry.release_slot(done.pooled).get()
     else:
         # Its domain may still run: the slot stays taken and the reaper tries again.
         log.error("container %s: domain not destroyed; its slot stays taken", done.container_uuid)
@@ -353,5 +591,5 @@ def _unwind(context: EngineContext, done: _Done, base: dict, reason: str) -> Tra
             entry = LiveContainer(
                 uuid=done.container_uuid, container=done.container, forwarder=done.forwarder
             )
-            context.registry.keep_stuck(entry).get()
+            context.registry.keep_stuck(entry, done.pooled).get()
     return undone.first_failure

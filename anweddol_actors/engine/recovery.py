@@ -5,7 +5,9 @@ At start, containers the journal still thinks alive are adopted (``on_start_live
 adopt``: their forwarder relays again on the same port and their credentials keep
 working) when their domain still runs, they were serving (their client got its CREATE
 response) and their credentials are still stored (no DESTROY had begun), else destroyed
-with their credentials. Domains carrying our marker that no live entity claims are destroyed.
+with their credentials. A warm pool's container (``started_pooled``) never served anyone:
+it is destroyed like any container no client held, its shell and forwarder retired.
+Domains carrying our marker that no live entity claims are destroyed.
 Sessions, shells and forwarders of the earlier run are retired.
 
 When libvirt does not answer at start, the server starts anyway and serves STAT; this

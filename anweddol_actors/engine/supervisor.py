@@ -1,11 +1,12 @@
 """The supervisor: starts the server's parts in dependency order and stops them in reverse.
 
-Start: journal → registry → reconciliation → reaper → listener, waiting for each; a part
-that fails to start stops those already started. Stop, in a ``finally`` whatever raises:
-no request is admitted any more (the registry closes, CREATEs in flight unwind at their
-next step), the listener stops, sessions get a bounded time to finish and are then cut,
-every container is torn down (each even when another raised), the reaper stops. What is
-left afterwards (live actors, domains of ours) is logged as a bug, not hidden.
+Start: journal → registry → reconciliation → reaper → warm pool → listener, waiting for
+each; a part that fails to start stops those already started. Stop, in a ``finally``
+whatever raises: no request is admitted any more (the registry closes, CREATEs in flight
+unwind at their next step), the listener stops, sessions get a bounded time to finish and
+are then cut, every container is torn down (each even when another raised), the warm pool
+ends its fill in flight and its ready containers, the reaper stops. What is left
+afterwards (live actors, domains of ours) is logged as a bug, not hidden.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from anweddol_actors.engine import recovery
 from anweddol_actors.engine.context import EngineContext, HypervisorLink, Request, Verb
 from anweddol_actors.engine.dispatch import Dispatch
 from anweddol_actors.engine.entities import stop_actor
+from anweddol_actors.engine.pool import Pool
 from anweddol_actors.engine.reaper import Reaper
 from anweddol_actors.engine.session import Session, SessionActor
 from anweddol_actors.engine.settings import Settings
@@ -85,6 +87,8 @@ class Server:
             passive=passive,
             metrics=Metrics(),
         )
+        if settings.warm_pool_size > 0:
+            self.context.pool = Pool(self.context, settings.warm_pool_size)
         self.lifecycle = Lifecycle("server", uuid.uuid4().hex, journal)
         self._listener: Listener | None = None
         self._reaper: Reaper | None = None
@@ -146,6 +150,9 @@ class Server:
                 recovery.begin(context)
                 self._reaper = Reaper(context)
                 self._reaper.start()
+                if context.pool is not None:
+                    # It fills once the reconciliation ran and libvirt answers.
+                    context.pool.start()
                 if not context.passive:
                     self._listener = Listener(
                         context.settings.bind_address,
@@ -161,6 +168,7 @@ class Server:
                     "start", context=CONTEXT_NORMAL_PROCESS, data={"listen_port": port}
                 )
             except BaseException:
+                context.stopping.set()  # a fill in flight unwinds at its next step
                 self._stop_parts()
                 raise
 
@@ -195,6 +203,9 @@ class Server:
         if self._listener is not None:
             self._listener.stop()
             self._listener = None
+        if self.context.pool is not None:
+            # Before the journal closes: its containers' ends are journalled.
+            self.context.pool.stop()
         if self._reaper is not None:
             self._reaper.stop()
             self._reaper = None

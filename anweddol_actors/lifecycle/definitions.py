@@ -174,7 +174,7 @@ CONTAINER = MachineSpec(
     kind="container",
     states=(
         State("created"),
-        State("started", ("booting", "administered", "serving")),
+        State("started", ("booting", "administered", "pooled", "serving")),
         State("stopped"),
         State("destroyed"),
         _FAILED,
@@ -183,7 +183,11 @@ CONTAINER = MachineSpec(
         # start = the libvirt domain is running; the guest is still booting.
         Edge("start", ("created",), "started_booting"),
         Edge("administer", ("started_booting",), "started_administered"),
-        Edge("serve", ("started_administered",), "started_serving"),
+        # A warm pool's container, administered and its forwarder port reserved, waits
+        # here for a CREATE; no client holds it yet, so a restart destroys it.
+        Edge("pool", ("started_administered",), "started_pooled"),
+        # serve = a client holds it (crash adoption keys on this state alone).
+        Edge("serve", ("started_administered", "started_pooled"), "started_serving"),
         Edge("stop", ("started",), "stopped"),
         Edge("fail", _FAILABLE, "failed"),
         Edge("destroy", ("created", "stopped", "failed"), "destroyed"),

@@ -76,6 +76,9 @@ def make_vm_server(qemu, images, rsa, tmp_path):
             guest_port_range=GUEST_PORTS,
             ready_timeout=120,
             reaper_poll_interval=2.0,
+            # No warm pool (the engine's default, said here): on 2 cores each test would
+            # boot an extra VM in the background. The pool's own tests pass a size.
+            warm_pool_size=0,
         )
         for key, value in overrides.items():
             setattr(settings, key, value)

@@ -23,11 +23,16 @@ def write_config(
     iso: str | Path,
     mode: str = "destroy",
     ports: tuple[int, int] = FORWARDER_PORTS,
+    warm_pool_size: int | None = 0,
     **server: object,
 ) -> Path:
     """A configuration file for a loopback server on its own journal and keys in
-    ``folder``; ``server`` adds keys to the ``server`` section."""
+    ``folder``; ``server`` adds keys to the ``server`` section. ``warm_pool_size``: 0 (no
+    pool) unless given; None leaves the shipped default (1)."""
     extra = "".join(f"  {key}: {value}\n" for key, value in server.items())
+    # No pool by default: on 2 cores, each test's server would boot an extra VM in the
+    # background, slowing the test's own boots (and leaving it one more domain to end).
+    pool = "" if warm_pool_size is None else f"  warm_pool_size: {warm_pool_size}\n"
     config = folder / "config.yaml"
     config.write_text(
         "container:\n"
@@ -35,6 +40,7 @@ def write_config(
         f"  container_iso_file_path: '{iso}'\n"
         "  container_memory: 256\n"
         "  container_vcpus: 1\n"
+        f"{pool}"
         "server:\n"
         "  bind_address: 127.0.0.1\n"
         f"  database: '{folder}/journal.sqlite3'\n"

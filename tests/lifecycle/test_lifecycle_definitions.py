@@ -41,10 +41,18 @@ CONTRACT = {
     "container": {
         ("created", "start"): "started_booting",
         ("started_booting", "administer"): "started_administered",
+        # The warm pool's container waits administered for a CREATE, then serves.
+        ("started_administered", "pool"): "started_pooled",
         ("started_administered", "serve"): "started_serving",
+        ("started_pooled", "serve"): "started_serving",
         **{
             (s, "stop"): "stopped"
-            for s in ("started_booting", "started_administered", "started_serving")
+            for s in (
+                "started_booting",
+                "started_administered",
+                "started_pooled",
+                "started_serving",
+            )
         },
         **{
             (s, "fail"): "failed"
@@ -52,6 +60,7 @@ CONTRACT = {
                 "created",
                 "started_booting",
                 "started_administered",
+                "started_pooled",
                 "started_serving",
                 "stopped",
             )
@@ -76,7 +85,7 @@ LEAVES = {
     "session": {"created", "stopped", "destroyed", "failed"}
     | {f"started_{c}" for c in ("handshaking", "ready", "handling", "rejecting")},
     "container": {"created", "stopped", "destroyed", "failed"}
-    | {f"started_{c}" for c in ("booting", "administered", "serving")},
+    | {f"started_{c}" for c in ("booting", "administered", "pooled", "serving")},
     "endpoint_shell": {"created", "started", "stopped", "destroyed", "failed"},
     "forwarder": {"created", "started", "stopped", "destroyed", "failed"},
 }

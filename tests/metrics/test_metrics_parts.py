@@ -148,6 +148,7 @@ def test_containers_by_state_from_the_journal(journal):
         "created": 0,
         "started_booting": 1,
         "started_administered": 0,
+        "started_pooled": 0,
         "started_serving": 1,
         "stopped": 0,
         "failed": 0,
