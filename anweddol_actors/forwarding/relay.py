@@ -40,10 +40,11 @@ with the count since the last line.
 
 Two ways to move bytes, same state machine: copy (recv_into one shared scratch buffer, then
 send) and splice (socket → pipe → socket inside the kernel, `os.splice`). Splice measured
-20-45% faster for bulk transfers (benchmarks/forwarder_throughput.py) but costs two pipes
-(four fds, and pipe pages accounted to the user) per connection. The default is therefore
-adaptive: a direction starts copying and switches to splice, for good, once it has moved
-`SPLICE_AFTER` bytes, so interactive SSH sessions hold no pipes and bulk copies go zero-copy.
+20-45% faster for bulk transfers (`python -m anweddol_actors bench --only forwarder`) but
+costs two pipes (four fds, and pipe pages accounted to the user) per connection. The
+default is therefore adaptive: a direction starts copying and switches to splice, for
+good, once it has moved `SPLICE_AFTER` bytes, so interactive SSH sessions hold no pipes
+and bulk copies go zero-copy.
 A spliced direction, once woken, moves pipeful after pipeful (up to `SPLICE_ROUNDS`, see
 directions.py) until its source is empty or its destination full: the relay's cost is then
 nearly all the kernel's TCP work, and Python runs once per few MiB rather than per chunk.
