@@ -20,6 +20,23 @@ ROOT = Path(__file__).resolve().parents[1]
 NO_SYSTEM_CONFIG = "/nonexistent/anweddol_actors.yaml"
 
 
+def kill_at_marker(code: str, *args: str, marker: Path, what: str) -> int:
+    """Run ``python -c code args...``, SIGKILL it once it creates ``marker`` (bounded
+    wait: ``what`` names the moment in the failure), and return its exit status."""
+    child = subprocess.Popen([sys.executable, "-c", code, *args], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not marker.exists():
+            assert child.poll() is None, child.stderr.read()
+            assert time.monotonic() < deadline, f"the child never reached {what}"
+            time.sleep(0.02)
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+        child.stderr.close()
+    return child.returncode
+
+
 def command_env(**extra: str) -> dict[str, str]:
     """The environment of a child command: this checkout importable, no system file."""
     env = {**os.environ, "ANWEDDOL_ACTORS_CONFIG": NO_SYSTEM_CONFIG}

@@ -20,6 +20,18 @@ from anweddol_actors.web.app import build_app
 from anweddol_actors.web.server import WebServer
 from anweddol_actors.web.settings import WebSettings
 
+# A CREATE's events, in the seed's order (with a warm pool, all but the first fire at
+# handover).
+CREATE_EVENTS = [
+    "on_container_created",
+    "on_container_domain_started",
+    "on_endpoint_shell_created",
+    "on_endpoint_shell_opened",
+    "on_endpoint_shell_closed",
+    "on_forwarder_created",
+    "on_forwarder_started",
+]
+
 
 class RunningServer:
     def __init__(self, server: ServerInterface) -> None:

@@ -208,6 +208,12 @@ def _take_pooled(context: EngineContext) -> Pooled | None:
         discard(context, pooled, "its domain stopped while pooled")
 
 
+def _go_on(context: EngineContext) -> None:
+    """Between steps: a server that began stopping ends the CREATE (or the fill) here."""
+    if context.stopping.is_set():
+        raise ServerStopping("the server is stopping")
+
+
 def _mark_serving(done: _Done, listen_port: int) -> None:
     """Journal that the client holds its container: only a serving container is adopted
     after a crash, so one whose response never left is destroyed, not kept for nobody."""
@@ -227,12 +233,7 @@ def _steps(request: Request, done: _Done, clock: Any) -> dict:
         context.dispatch.emit(transition, event, CONTEXT_NORMAL_PROCESS, {**base, **data})
         if request.client_gone:
             raise HandleEnded(event)
-        go_on()
-
-    def go_on() -> None:
-        """Between steps: a server that began stopping ends the CREATE here."""
-        if context.stopping.is_set():
-            raise ServerStopping("the server is stopping")
+        _go_on(context)
 
     container = start_container(context)
     done.container = container
@@ -250,7 +251,7 @@ def _steps(request: Request, done: _Done, clock: Any) -> dict:
 
     host, port = wait_ready(container, container_uuid, settings.ready_timeout)
     clock.lap("boot")
-    go_on()
+    _go_on(context)
     # In ``user`` mode the guest's port 22 is reached through QEMU's loopback forward.
     shell_port = port if settings.network_mode == "user" else settings.endpoint_listen_port
     shell = start_shell(context, container_uuid, host, shell_port)
@@ -362,8 +363,7 @@ def _handover(request: Request, done: _Done, pooled: Pooled, clock: Any) -> dict
         context.dispatch.emit(transition, event, CONTEXT_NORMAL_PROCESS, {**base, **data})
         if request.client_gone:
             raise HandleEnded(event)
-        if context.stopping.is_set():
-            raise ServerStopping("the server is stopping")
+        _go_on(context)
 
     try:
         for transition, event, data in pooled.events:
@@ -421,11 +421,7 @@ def _fill_steps(context: EngineContext, done: _Done) -> Pooled:
     def keep(transition: Transition, event: str, data: dict) -> None:
         """Journalled now; its event fires at handover, with the client."""
         events.append((transition, event, data))
-        go_on()
-
-    def go_on() -> None:
-        if context.stopping.is_set():
-            raise ServerStopping("the server is stopping")
+        _go_on(context)
 
     container = start_container(context)
     done.container = container
@@ -437,7 +433,7 @@ def _fill_steps(context: EngineContext, done: _Done) -> Pooled:
         CONTEXT_AUTOMATIC_ACTION,
         {"container": container},
     )
-    go_on()
+    _go_on(context)
     _start_domain_unless_started(container, container_uuid, keep, CONTEXT_AUTOMATIC_ACTION)
     host, port = _wait_ready_unless_stopping(context, container, container_uuid)
     shell_port = port if settings.network_mode == "user" else settings.endpoint_listen_port

@@ -9,7 +9,7 @@ import threading
 import pykka
 import pytest
 from probes import login_fails, refuses, ssh_run
-from serverharness import record_events, wait_for
+from serverharness import CREATE_EVENTS, record_events, wait_for
 
 from anweddol_actors.actors.container import ContainerActor
 from anweddol_actors.actors.endpoint_shell import EndpointShellActor
@@ -18,16 +18,6 @@ from anweddol_actors.client import Client
 from anweddol_actors.core import server as seed
 
 pytestmark = pytest.mark.vm
-
-CREATE_EVENTS = [
-    "on_container_created",
-    "on_container_domain_started",
-    "on_endpoint_shell_created",
-    "on_endpoint_shell_opened",
-    "on_endpoint_shell_closed",
-    "on_forwarder_created",
-    "on_forwarder_started",
-]
 
 
 def client_for(running) -> Client:

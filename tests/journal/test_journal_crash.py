@@ -1,14 +1,11 @@
 """A process killed in the middle of a journal transaction leaves no trace of it."""
 
-import os
 import signal
-import subprocess
-import sys
 import textwrap
-import time
 
 from anweddol_actors.journal import Journal
 from anweddol_actors.lifecycle import Lifecycle, replay
+from tests.commands import kill_at_marker
 
 # The child fires "start", then "stop" with a stall planted between the entity-row write
 # and the commit; the parent kills it there with SIGKILL. The stall is a TEMP trigger on
@@ -45,23 +42,9 @@ CHILD = textwrap.dedent(
 def test_sigkill_mid_transaction_loses_the_whole_transition(tmp_path):
     db = tmp_path / "journal.sqlite3"
     marker = tmp_path / "stalled"
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(db), str(marker)],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not marker.exists():
-            assert child.poll() is None, child.stderr.read()
-            assert time.monotonic() < deadline, "the child never reached the stall"
-            time.sleep(0.02)
-        # Both rows of "stop" are written, uncommitted: the worst moment to die.
-        os.kill(child.pid, signal.SIGKILL)
-    finally:
-        child.wait(timeout=30)
-        child.stderr.close()
-    assert child.returncode == -signal.SIGKILL
+    # Killed once both rows of "stop" are written, uncommitted: the worst moment to die.
+    status = kill_at_marker(CHILD, str(db), str(marker), marker=marker, what="the stall")
+    assert status == -signal.SIGKILL
 
     with Journal(db, create=False) as journal:
         rows = journal.history()

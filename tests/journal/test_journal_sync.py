@@ -2,15 +2,12 @@
 (``synchronous=NORMAL`` in WAL) and still survive the server process being killed; every
 other commit stays synced (``synchronous=FULL``)."""
 
-import os
 import signal
-import subprocess
-import sys
 import textwrap
-import time
 
 from anweddol_actors.journal import Journal
 from anweddol_actors.lifecycle import Lifecycle
+from tests.commands import kill_at_marker
 
 # SQLite's numbers for the levels.
 NORMAL, FULL = 1, 2
@@ -65,20 +62,8 @@ CHILD = textwrap.dedent(
 def test_unsynced_rows_survive_a_killed_server(tmp_path):
     db = tmp_path / "journal.sqlite3"
     marker = tmp_path / "committed"
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(db), str(marker)], stderr=subprocess.PIPE, text=True
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not marker.exists():
-            assert child.poll() is None, child.stderr.read()
-            assert time.monotonic() < deadline, "the child never committed"
-            time.sleep(0.02)
-        os.kill(child.pid, signal.SIGKILL)
-    finally:
-        child.wait(timeout=30)
-        child.stderr.close()
-    assert child.returncode == -signal.SIGKILL
+    status = kill_at_marker(CHILD, str(db), str(marker), marker=marker, what="its commit")
+    assert status == -signal.SIGKILL
     with Journal(db, create=False) as journal:
         assert [row["trigger"] for row in journal.history()] == ["start", "handshake", "request"]
         assert journal.entity("s1")["state"] == "started_handling"

@@ -11,7 +11,7 @@ import sqlite3
 import threading
 
 import pytest
-from serverharness import record_events, stand_in_server, wait_for
+from serverharness import CREATE_EVENTS, record_events, stand_in_server, wait_for
 
 from anweddol_actors.cli.service import status_text
 from anweddol_actors.client import Client
@@ -21,14 +21,7 @@ from anweddol_actors.lifecycle.events import CONTEXT_AUTOMATIC_ACTION, CONTEXT_N
 from tests.guest.loopback_ssh import LoopbackSSH
 
 # The CREATE's events after on_container_created, in the seed's order.
-HANDOVER_EVENTS = [
-    "on_container_domain_started",
-    "on_endpoint_shell_created",
-    "on_endpoint_shell_opened",
-    "on_endpoint_shell_closed",
-    "on_forwarder_created",
-    "on_forwarder_started",
-]
+HANDOVER_EVENTS = CREATE_EVENTS[1:]
 
 
 @pytest.fixture(scope="module")

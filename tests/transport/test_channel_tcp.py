@@ -24,22 +24,13 @@ from protocol_support import client_key, server_key  # noqa: E402, F401 (fixture
 from anweddol_actors.protocol import crypto, framing  # noqa: E402
 from anweddol_actors.protocol.messages import RESPONSE_MSG_BAD_REQ  # noqa: E402
 from anweddol_actors.transport.channel import ClientChannel  # noqa: E402
+from tests.server.rawpeer import recv_exact  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     not hasattr(socket, "TCP_QUICKACK"), reason="TCP_QUICKACK is Linux's"
 )
 
 _WAIT = 10.0
-
-
-def recv_exact(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise EOFError(f"peer closed after {len(data)} of {size} bytes")
-        data += chunk
-    return data
 
 
 class DeployedClient:
