@@ -19,7 +19,7 @@ from anweddol_actors import __version__
 from anweddol_actors.actors.base import one_line
 from anweddol_actors.engine.context import EngineContext
 from anweddol_actors.engine.reaper import limits_left
-from anweddol_actors.engine.verbs import HYPERVISOR_UNREACHABLE, available_containers, end_live
+from anweddol_actors.engine.verbs import HYPERVISOR_UNREACHABLE, end_live
 from anweddol_actors.errors import AnweddolError
 from anweddol_actors.lifecycle.events import CONTEXT_DEFERRED_CALL
 from anweddol_actors.metrics import census
@@ -47,7 +47,7 @@ class AdminRefused(AnweddolError):
 
 def status(context: EngineContext, listen_address: tuple) -> dict[str, Any]:
     """The running server in a few fields (``status`` reads them by these names)."""
-    available = available_containers(context, ASK_TIMEOUT)
+    available = context.available_containers(ASK_TIMEOUT)
     pool = context.pool
     host, port = listen_address[:2]
     return {

@@ -6,6 +6,7 @@ settings, the hypervisor link, the verb table); none of them reaches into the su
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -140,17 +141,19 @@ class EngineContext:
         metrics.watch(
             verbs=self.verbs,
             containers=lambda: containers_by_state(self.journal),
-            available=self._available_slots,
+            # Bounded: a scrape must not hang on a busy registry.
+            available=functools.partial(self.available_containers, _READING_TIMEOUT),
             uptime=self.uptime_seconds,
         )
 
-    def _available_slots(self) -> int | None:
-        # Bounded: a scrape must not hang on a busy registry.
-        available = self.registry.available().get(timeout=_READING_TIMEOUT)
-        # A warm pool's ready container holds a slot yet is there for a CREATE (as STAT).
-        if available is not None and self.pool is not None:
-            available += self.pool.ready_count()
-        return available
+    def available_containers(self, timeout: float | None = None) -> int | None:
+        """How many CREATEs would get a container now (STAT's ``available``): the free
+        slots plus the warm pool's ready containers, which hold slots of their own yet are
+        there for a CREATE; None when there is no limit."""
+        available = self.registry.available().get(timeout=timeout)
+        if available is None or self.pool is None:
+            return available
+        return available + self.pool.ready_count()
 
     def hypervisor_ready(self) -> bool:
         """Whether a request may use libvirt now: recovered, and libvirt answers."""

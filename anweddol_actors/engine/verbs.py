@@ -67,18 +67,9 @@ def respond(
     return make_response(success, message, data or {}, reason)
 
 
-def available_containers(context: EngineContext, timeout: float | None = None) -> int | None:
-    """How many CREATEs would get a container now: the free slots plus the warm pool's
-    ready containers (which hold slots of their own); None when there is no limit."""
-    available = context.registry.available().get(timeout=timeout)
-    if available is None or context.pool is None:
-        return available
-    return available + context.pool.ready_count()
-
-
 def stat(request: Request) -> dict | None:
     context = request.context
-    available = available_containers(context)
+    available = context.available_containers()
     data = {
         "version": __version__,
         "uptime": context.uptime(),
