@@ -51,6 +51,10 @@ class ContainerSettings:
     nat_interface_name: str = "virbr0"
     guest_port_range: tuple[int, int] = (30000, 39999)
     owner: str | None = None
+    # Where the guest's forwarded SSH port listens on its host (``DomainSpec``).
+    forward_address: str = "127.0.0.1"
+    # The name of the hypervisor host the container runs on (``Settings.hosts``).
+    host: str = "local"
 
 
 class ContainerActor(EntityActor):
@@ -162,6 +166,7 @@ class ContainerActor(EntityActor):
                 forward_port=port,
                 nat_interface_name=settings.nat_interface_name,
                 owner=settings.owner,
+                forward_address=settings.forward_address,
             )
             try:
                 self.hypervisor.create_domain(spec)
@@ -171,7 +176,7 @@ class ContainerActor(EntityActor):
             self.forward_port = port
             self.spec = spec
             if port is not None:
-                self.guest_address = ("127.0.0.1", port)
+                self.guest_address = (settings.forward_address, port)
             return transition
         raise ContainerError(f"no free loopback port for the guest's SSH: {last_error}")
 

@@ -6,6 +6,27 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
+@dataclass(frozen=True)
+class HostSettings:
+    """One hypervisor host (an entry of the configuration's ``hypervisors:`` list).
+
+    ``address``: where this server reaches the host's forwarded guest ports (QEMU's
+    user-mode forward binds there). ``domain_type`` / ``iso_path``: None for the server's
+    own (``Settings.domain_type`` / ``Settings.iso_path``).
+    """
+
+    name: str
+    libvirt_uri: str
+    address: str = "127.0.0.1"
+    max_containers: int | None = None
+    domain_type: str | None = None
+    iso_path: str | None = None
+
+
+# The name of the single host a server without a ``hypervisors:`` list runs on.
+LOCAL_HOST = "local"
+
+
 @dataclass
 class Settings:
     iso_path: str | None = None
@@ -18,6 +39,9 @@ class Settings:
     max_connections: int | None = 512
     max_connections_per_address: int | None = 16
     libvirt_uri: str = "qemu:///system"
+    # The hypervisor hosts; empty: one host, ``LOCAL_HOST``, from ``libvirt_uri`` and
+    # ``max_containers`` (see ``host_list``).
+    hosts: tuple[HostSettings, ...] = ()
     network_mode: str = "user"
     domain_type: str = "auto"
     nat_interface_name: str = "virbr0"
@@ -50,3 +74,13 @@ class Settings:
     # Test hooks, never on by default: the steps (see ``engine.pause``) at which the
     # engine stops and waits, so that a test can kill the process exactly there.
     pause_at: frozenset[str] = frozenset()
+
+    def host_list(self) -> tuple[HostSettings, ...]:
+        """The hosts containers are placed on: ``hosts``, or the one local host."""
+        if self.hosts:
+            return self.hosts
+        return (
+            HostSettings(
+                name=LOCAL_HOST, libvirt_uri=self.libvirt_uri, max_containers=self.max_containers
+            ),
+        )

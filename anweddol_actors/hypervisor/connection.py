@@ -33,7 +33,6 @@ import libvirt
 from anweddol_actors.hypervisor import events
 from anweddol_actors.hypervisor.domain_xml import (
     DOMAIN_NAME_PREFIX,
-    LOOPBACK,
     MARKER_NAMESPACE,
     MARKER_PREFIX,
     DomainSpec,
@@ -460,7 +459,7 @@ class Hypervisor:
             message = str(exc)
             if _PORT_IN_USE.search(message):
                 raise ForwardPortInUse(
-                    f"forward port 127.0.0.1:{spec.forward_port} is taken: {message}",
+                    f"forward port {spec.forward_address}:{spec.forward_port} is taken: {message}",
                     port=spec.forward_port,
                     uuid=spec.uuid,
                 ) from exc
@@ -604,13 +603,14 @@ class Hypervisor:
     ) -> tuple[str, int]:
         """Where the guest's SSH server is reachable from this host.
 
-        ``user``: 127.0.0.1 and the forward port, at once. ``nat``: the IPv4 address from
+        ``user``: the forward address (127.0.0.1 unless the spec says otherwise) and the
+        forward port, at once. ``nat``: the IPv4 address from
         libvirt's DHCP leases of the bridge, polled until ``deadline`` (a time.monotonic()
         value; None = one look). Raises GuestTimeout.
         """
         if spec.network == "user":
             assert spec.forward_port is not None
-            return LOOPBACK, spec.forward_port
+            return spec.forward_address, spec.forward_port
         while True:
             address = self._lease_address(spec.uuid)
             if address is not None:

@@ -43,6 +43,9 @@ class DomainSpec:
     domain_type: str = "qemu"
     network: str = "user"
     forward_port: int | None = None
+    # Where QEMU's user-mode forward listens on the host: loopback for a local host; a
+    # remote host's own address, reached by the front end only (docs/scaling.md).
+    forward_address: str = LOOPBACK
     nat_interface_name: str = DEFAULT_NAT_INTERFACE_NAME
     console_log: Path | None = None
     # Which server (journal) owns the domain: a restarted server cleans up only its own
@@ -85,12 +88,15 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) ->
     return element
 
 
-def user_netdev_arg(forward_port: int, netdev_id: str = "anwnet0") -> str:
-    """QEMU ``-netdev`` value: restricted user networking, SSH forwarded from loopback only."""
+def user_netdev_arg(
+    forward_port: int, netdev_id: str = "anwnet0", forward_address: str = LOOPBACK
+) -> str:
+    """QEMU ``-netdev`` value: restricted user networking, SSH forwarded from
+    ``forward_address`` only (loopback unless the host is reached from a front end)."""
     return (
         f"user,id={netdev_id},restrict=on,ipv6=off,net={USER_NET},host={USER_NET_HOST},"
         f"dhcpstart={USER_NET_DHCP_START},"
-        f"hostfwd=tcp:{LOOPBACK}:{forward_port}-:{GUEST_SSH_PORT}"
+        f"hostfwd=tcp:{forward_address}:{forward_port}-:{GUEST_SSH_PORT}"
     )
 
 
@@ -169,7 +175,7 @@ def render_domain_xml(spec: DomainSpec) -> str:
         commandline = _sub(domain, f"{{{QEMU_NAMESPACE}}}commandline")
         for value in (
             "-netdev",
-            user_netdev_arg(spec.forward_port),
+            user_netdev_arg(spec.forward_port, forward_address=spec.forward_address),
             "-device",
             "virtio-net-pci,netdev=anwnet0,romfile=",
         ):

@@ -34,9 +34,17 @@ class Models:
     credential: type[peewee.Model]
     host_key: type[peewee.Model]
     meta: type[peewee.Model]
+    host_state: type[peewee.Model]
 
     def all(self) -> list[type[peewee.Model]]:
-        return [self.transition, self.entity, self.credential, self.host_key, self.meta]
+        return [
+            self.transition,
+            self.entity,
+            self.credential,
+            self.host_key,
+            self.meta,
+            self.host_state,
+        ]
 
 
 def bind_models(database: peewee.Database) -> Models:
@@ -99,6 +107,16 @@ def bind_models(database: peewee.Database) -> Models:
         class Meta:
             table_name = "meta"
 
-    models = Models(Transition, Entity, Credential, HostKey, JournalFact)
+    class HostState(Base):
+        # An administrator's word on a hypervisor host (``hosts drain``/``enable``): kept
+        # across restarts; a host with no row is enabled.
+        name = peewee.TextField(primary_key=True)
+        enabled = peewee.BooleanField(default=True)
+        changed = peewee.TextField()
+
+        class Meta:
+            table_name = "hosts"
+
+    models = Models(Transition, Entity, Credential, HostKey, JournalFact, HostState)
     database.bind(models.all(), bind_refs=False, bind_backrefs=False)
     return models

@@ -264,7 +264,23 @@ class Journal:
             meta.create(key="server_id", value=value)
             return value
 
+    def set_host_enabled(self, name: str, enabled: bool) -> None:
+        """Record an administrator's ``hosts drain`` (False) or ``hosts enable`` (True)."""
+        model = self._models.host_state
+        with self._guard(write=True, what="record a host's state"):
+            model.insert(name=name, enabled=enabled, changed=_now()).on_conflict(
+                conflict_target=[model.name],
+                update={model.enabled: enabled, model.changed: _now()},
+            ).execute()
+
     # -- reading -----------------------------------------------------------------------
+
+    def host_enabled(self, name: str) -> bool:
+        """Whether new containers may be placed on host ``name`` (True unless drained)."""
+        model = self._models.host_state
+        with self._guard(write=False, what="read a host's state"):
+            row = model.get_or_none(model.name == name)
+        return True if row is None else bool(row.enabled)
 
     def host_key(self, entity_id: str) -> str | None:
         """The host key recorded for a container, or None before its first login."""

@@ -1,0 +1,16 @@
+"""The administrator's word on a host (drain / enable), kept in the journal file."""
+
+from anweddol_actors.journal import Journal
+
+
+def test_a_host_is_enabled_until_drained_and_the_word_survives_reopening(tmp_path):
+    path = tmp_path / "journal.sqlite3"
+    with Journal(path) as journal:
+        assert journal.host_enabled("alpha")
+        journal.set_host_enabled("alpha", False)
+        assert not journal.host_enabled("alpha")
+        assert journal.host_enabled("beta")
+    with Journal(path) as journal:
+        assert not journal.host_enabled("alpha")
+        journal.set_host_enabled("alpha", True)
+        assert journal.host_enabled("alpha")
