@@ -30,6 +30,9 @@ class LiveContainer:
     container: Any  # ContainerActor proxy
     forwarder: Any  # ForwarderActor proxy
     client_ip: str = ""
+    # The hypervisor host it runs on (engine ``Settings.host_list()``; "local" is the name
+    # of the one host of a server without a ``hypervisors:`` list).
+    host: str = "local"
     created: float = field(default_factory=time.time)
     created_monotonic: float = field(default_factory=time.monotonic)
 
