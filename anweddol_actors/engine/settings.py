@@ -42,6 +42,9 @@ class Settings:
     # The hypervisor hosts; empty: one host, ``LOCAL_HOST``, from ``libvirt_uri`` and
     # ``max_containers`` (see ``host_list``).
     hosts: tuple[HostSettings, ...] = ()
+    # Seconds a host may stay unreachable before its containers are declared ``lost``
+    # (journalled, credentials revoked, capacity freed); None: never.
+    host_lost_grace: float | None = 60.0
     network_mode: str = "user"
     domain_type: str = "auto"
     nat_interface_name: str = "virbr0"
