@@ -19,7 +19,8 @@ from pathlib import Path
 from anweddol_actors.cli import CliError
 from anweddol_actors.cli.configfile import add_config_option, load
 from anweddol_actors.cli.keyfiles import key_fingerprint, load_or_create_keys
-from anweddol_actors.config.host import tls_problem
+from anweddol_actors.config.database import database_problem, is_database_url, redacted
+from anweddol_actors.config.host import iso_places, tls_problem
 from anweddol_actors.errors import AnweddolError
 from anweddol_actors.service import pidfile, privileges
 from anweddol_actors.service.policies import LivePolicies
@@ -99,7 +100,20 @@ def run(args: argparse.Namespace) -> int:
     if args.iso is not None:
         settings.iso_path = args.iso
     if args.database is not None:
+        # As server.database: a path, sqlite:///PATH or postgresql://..., passed unchanged.
+        problem = database_problem(args.database)
+        if problem:
+            raise CliError(f"--database: {problem}")
         settings.database = args.database
+    for host in settings.hosts:
+        limit = "no limit" if host.max_containers is None else host.max_containers
+        log.info(
+            "host %s: %s, guest ports on %s, containers at most %s",
+            host.name,
+            host.libvirt_uri,
+            host.address,
+            limit,
+        )
     pid_file = args.pid_file or config.server.pid_file_path
     if pid_file and (other := pidfile.running_pid(pid_file)) not in (None, os.getpid()):
         raise CliError(f"{pid_file} names a running server (PID {other})")
@@ -107,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
 
     prepare_host(settings)
     if account is not None:
-        check_libvirt_as(account, settings.libvirt_uri)  # once libvirtd runs (prepare_host)
+        for host in settings.host_list():  # once libvirtd runs (prepare_host)
+            check_libvirt_as(account, host.libvirt_uri)
     rsa_wrapper = load_or_create_keys(config)
     fingerprint = key_fingerprint(rsa_wrapper)
     log.info("RSA key fingerprint (SHA-256): %s", fingerprint)
@@ -125,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
             settings=settings,
         )
     except OSError as exc:
-        raise CliError(f"cannot open the journal {settings.database}: {exc}") from None
+        raise CliError(f"cannot open the journal {redacted(settings.database)}: {exc}") from None
     try:
         policies = install_policies(server, config)
     except AnweddolError as exc:
@@ -296,8 +311,10 @@ def become_service(account, config, settings, pid_file: str | None, args) -> Non
         if pid_file:
             Path(pid_file).parent.mkdir(parents=True, exist_ok=True, mode=0o755)
             folders.append(Path(pid_file).parent)
-        if config.access_token.enabled:  # reopened as the user at a SIGHUP
-            files.append(Path(config.access_token.access_token_database_file_path))
+        tokens = config.access_token.access_token_database_file_path
+        # Reopened as the user at a SIGHUP; a PostgreSQL one is no file of this machine.
+        if config.access_token.enabled and not is_database_url(tokens):
+            files.append(Path(tokens))
         for line in privileges.hand_over(account, files, folders):
             log.warning("%s", line)
         privileges.drop(account)
@@ -307,7 +324,9 @@ def become_service(account, config, settings, pid_file: str | None, args) -> Non
 
 
 def journal_path(database: str) -> Path | None:
-    """The journal's file, None for an in-memory one."""
+    """The journal's file, None for an in-memory one or one on a PostgreSQL server."""
+    if is_database_url(database):
+        return None
     # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
     from anweddol_actors.journal.store import MEMORY, database_path
 
@@ -347,15 +366,22 @@ RELOADED_SECTIONS = ("ip_filter", "access_token")
 
 
 def changed_keys(before, after) -> list[str]:
-    """``section.key`` of every key outside ``RELOADED_SECTIONS`` that differs."""
+    """``section.key`` of every key outside ``RELOADED_SECTIONS`` that differs
+    (``hypervisors`` for the whole list)."""
     old, new = before.to_dict(), after.to_dict()
-    return [
-        f"{section}.{key}"
-        for section in new
-        if section not in RELOADED_SECTIONS
-        for key in new[section]
-        if old.get(section, {}).get(key) != new[section][key]
-    ]
+    changed = []
+    for section, keys in new.items():
+        if section in RELOADED_SECTIONS:
+            continue
+        if not isinstance(keys, dict):
+            # The hypervisors list: one setting, whichever entry changed.
+            if old.get(section) != keys:
+                changed.append(section)
+            continue
+        changed.extend(
+            f"{section}.{key}" for key in keys if old.get(section, {}).get(key) != keys[key]
+        )
+    return changed
 
 
 def exit_if_stuck(bound: float = STOP_BOUND) -> None:
@@ -379,10 +405,23 @@ def exit_if_stuck(bound: float = STOP_BOUND) -> None:
 def settings_from_config(config):
     """Engine settings from a loaded :class:`ServerConfig`."""
     # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
-    from anweddol_actors.engine.settings import Settings
+    from anweddol_actors.engine.settings import HostSettings, Settings
 
     container, server, forwarding = config.container, config.server, config.port_forwarding
+    hosts = tuple(
+        HostSettings(
+            name=host.name,
+            libvirt_uri=host.libvirt_uri,
+            address=host.address,
+            max_containers=host.max_containers,
+            domain_type=host.domain_type,
+            iso_path=host.container_iso_file_path,
+        )
+        for host in config.hypervisors
+    )
     return Settings(
+        hosts=hosts,
+        host_lost_grace=container.host_lost_grace,
         iso_path=container.container_iso_file_path,
         bind_address=server.bind_address,
         listen_port=server.listen_port,
@@ -436,7 +475,10 @@ def prepare_host(settings) -> None:
         # Under systemd: libvirt's daemons are its units; one started from here would live
         # in this service's cgroup, and die with it.
         pass
-    elif settings.libvirt_uri.startswith("qemu:///") and os.geteuid() == 0:
+    elif (
+        any(host.libvirt_uri.startswith("qemu:///") for host in settings.host_list())
+        and os.geteuid() == 0
+    ):
         try:
             ensure_daemons()
         except Exception as exc:
@@ -451,8 +493,43 @@ def prepare_host(settings) -> None:
             settings.iso_path = str(ensure_image())
         except Exception as exc:
             raise CliError(f"cannot build the dev container image: {exc}") from None
-    elif not os.access(settings.iso_path, os.R_OK):
-        raise CliError(f"container ISO {settings.iso_path} is missing or unreadable")
+    check_isos(settings)
+
+
+def check_isos(settings) -> None:
+    """Refuse (one line) an ISO a host on this machine would boot and cannot read; log
+    each remote host's, which is on that host's own disk and not checked here."""
+    hosts = [(host.name, host.libvirt_uri, host.iso_path) for host in settings.hosts]
+    for place in iso_places(settings.iso_path, settings.libvirt_uri, hosts):
+        readable = os.access(place.path, os.R_OK)
+        if place.local:
+            if readable:
+                continue
+            if place.host is None:
+                raise CliError(f"container ISO {place.path} is missing or unreadable")
+            raise CliError(
+                f"{place.key}: container ISO {place.path} of host {place.host} is missing "
+                "or unreadable"
+            )
+        # The CREATE answer's container_iso_sha256 is computed here, from this machine's
+        # file of that path (image/checksum.py): the host's copy must be the same bytes.
+        if readable:
+            log.info(
+                "host %s (%s): ISO %s not checked (on that host's disk); clients are given "
+                "the checksum of this machine's copy: keep the host's identical",
+                place.host,
+                place.libvirt_uri,
+                place.path,
+            )
+        else:
+            log.warning(
+                "host %s (%s): ISO %s not checked (on that host's disk), and this machine "
+                "has no copy: CREATE answers carry its checksum, computed here; put an "
+                "identical copy at the same path",
+                place.host,
+                place.libvirt_uri,
+                place.path,
+            )
 
 
 def install_policies(server, config) -> LivePolicies:

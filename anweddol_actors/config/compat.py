@@ -30,12 +30,15 @@ NOT_ACTED_ON = (
 )
 
 
-def acted_on(document: dict[str, dict[str, Any]], given: tuple[str, ...]) -> dict:
+def acted_on(document: dict[str, Any], given: tuple[str, ...]) -> dict:
     """``document`` (a configuration's ``to_dict()``) without the keys of
     ``NOT_ACTED_ON`` that the file did not set: what ``config show`` prints, so that a copy
     of it loads back without warnings about keys nobody wrote."""
-    shown: dict[str, dict[str, Any]] = {}
+    shown: dict[str, Any] = {}
     for section, keys in document.items():
+        if not isinstance(keys, dict):
+            shown[section] = keys  # the hypervisors list: all of it is acted on
+            continue
         kept = {
             key: value
             for key, value in keys.items()

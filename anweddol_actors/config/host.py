@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import pwd
 import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -17,11 +19,15 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from anweddol_actors.config.model import ServerConfig
+from anweddol_actors.config.schema import HOSTS_KEY, is_local_uri
 
 __all__ = [
+    "IsoPlace",
     "domain_type_problem",
     "file_problems",
     "host_problems",
+    "iso_places",
+    "iso_problems",
     "tls_problem",
     "user_problem",
 ]
@@ -54,7 +60,22 @@ def domain_type_problem(config: ServerConfig) -> str | None:
     remote one (``qemu+ssh://host/system``) is trusted, as ``auto`` trusts it.
     """
     container = config.container
-    if container.domain_type != "kvm" or not _is_local_qemu(container.libvirt_uri):
+    # Each host that would run kvm domains here: the container section's, or, with a
+    # hypervisors list, each entry (its own domain_type, else the section's).
+    candidates = [("container.domain_type", container.domain_type, container.libvirt_uri)]
+    if config.hypervisors:
+        candidates = [
+            (
+                f"{HOSTS_KEY}[{index}].domain_type"
+                if host.domain_type is not None
+                else "container.domain_type",
+                host.domain_type or container.domain_type,
+                host.libvirt_uri,
+            )
+            for index, host in enumerate(config.hypervisors)
+        ]
+    keys = [key for key, kind, uri in candidates if kind == "kvm" and _is_local_qemu(uri)]
+    if not keys:
         return None
     # Loaded here, not at the top: only a file that asks for kvm pays for the probe.
     from anweddol_actors.hypervisor.kvm import (
@@ -75,19 +96,20 @@ def domain_type_problem(config: ServerConfig) -> str | None:
         if usable:
             return None
     return (
-        f"container.domain_type: kvm is not usable on this host ({why}); "
+        f"{keys[0]}: kvm is not usable on this host ({why}); "
         "set it to auto (kvm where it works, else emulation) or qemu"
     )
 
 
 def file_problems(config: ServerConfig) -> list[str]:
     """Files the configuration names that must exist and cannot be read."""
-    problems = []
-    iso = config.container.container_iso_file_path
-    if iso is not None:
-        problem = _unreadable(Path(iso))
-        if problem:
-            problems.append(f"container.container_iso_file_path: {iso}: {problem}")
+    problems = iso_problems(
+        iso_places(
+            config.container.container_iso_file_path,
+            config.container.libvirt_uri,
+            [(h.name, h.libvirt_uri, h.container_iso_file_path) for h in config.hypervisors],
+        )
+    )
     server = config.server
     if not server.enable_onetime_rsa_keys:
         # A missing pair is generated at start; one that exists must be readable.
@@ -103,6 +125,58 @@ def file_problems(config: ServerConfig) -> list[str]:
         problem = tls_problem(web.ssl_pem_certificate_file_path, web.ssl_pem_private_key_file_path)
         if problem:
             problems.append(problem)
+    return problems
+
+
+@dataclass(frozen=True)
+class IsoPlace:
+    """A container ISO a host boots, and the configuration key that names it."""
+
+    key: str  # container.container_iso_file_path, or hypervisors[N].container_iso_file_path
+    path: str
+    host: str | None  # None: the server's one host (no hypervisors list)
+    libvirt_uri: str
+
+    @property
+    def local(self) -> bool:
+        """The host is this machine (its URI has no host part): the front end reads the
+        file the host boots, and can check it. A remote host's file is on its own disk."""
+        return is_local_uri(self.libvirt_uri)
+
+
+def iso_places(
+    server_iso: str | None,
+    server_uri: str,
+    hosts: Sequence[tuple[str, str, str | None]],
+) -> list[IsoPlace]:
+    """The ISO each host boots: its override, else the server's (``server_iso``; None, the
+    dev image, is left out: it is built here at start). ``hosts``: (name, libvirt URI,
+    override) of each ``hypervisors`` entry; empty, the one host of ``server_uri``.
+    A file is listed once per place it is read from (this machine, or each remote host)."""
+    key = "container.container_iso_file_path"
+    if not hosts:
+        return [] if server_iso is None else [IsoPlace(key, server_iso, None, server_uri)]
+    places: dict[tuple[str, str | None], IsoPlace] = {}
+    for index, (name, uri, override) in enumerate(hosts):
+        path = override or server_iso
+        if path is None:
+            continue
+        place = IsoPlace(
+            f"{HOSTS_KEY}[{index}].container_iso_file_path" if override else key, path, name, uri
+        )
+        # Local hosts read one file; each remote host reads its own copy.
+        places.setdefault((path, None if place.local else name), place)
+    return list(places.values())
+
+
+def iso_problems(places: Sequence[IsoPlace]) -> list[str]:
+    """``KEY: PATH: problem`` for each local ISO this machine cannot read (remote hosts'
+    files are not judged: they are on those hosts' disks)."""
+    problems = []
+    for place in places:
+        problem = _unreadable(Path(place.path)) if place.local else None
+        if problem:
+            problems.append(f"{place.key}: {place.path}: {problem}")
     return problems
 
 

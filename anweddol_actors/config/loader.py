@@ -17,8 +17,17 @@ from typing import Any
 import yaml
 
 from anweddol_actors.config import compat
-from anweddol_actors.config.model import SECTION_TYPES, ServerConfig
-from anweddol_actors.config.schema import DEFAULTS, SECTIONS, cross_check, make_validator
+from anweddol_actors.config.model import SECTION_TYPES, HypervisorConfig, ServerConfig
+from anweddol_actors.config.schema import (
+    DEFAULTS,
+    HOST_DEFAULTS,
+    HOST_KEYS,
+    HOSTS_KEY,
+    SECTIONS,
+    TOP_LEVEL_KEYS,
+    cross_check,
+    make_validator,
+)
 from anweddol_actors.errors import AnweddolError
 
 __all__ = [
@@ -43,6 +52,7 @@ _FLOAT_KEYS = {
     ("container", "max_idle_time"),
     ("server", "timeout"),
     ("server", "request_deadline"),
+    ("container", "host_lost_grace"),
 }
 
 
@@ -159,15 +169,24 @@ def config_from_mapping(data: Mapping[str, Any] | None, name: str = "<mapping>")
     if not isinstance(data, Mapping):
         raise ConfigError(
             f"{name}: the top level must be a mapping of sections "
-            f"({', '.join(SECTIONS)}), not {_kind(data)}"
+            f"({', '.join(TOP_LEVEL_KEYS)}), not {_kind(data)}"
         )
-    # A section whose keys are all commented out reads as null: it means "all defaults".
-    document = {key: ({} if value is None else value) for key, value in data.items()}
+    # A section whose keys are all commented out reads as null: it means "all defaults";
+    # so does a hypervisors list whose entries are all commented out.
+    document = {
+        key: (([] if key == HOSTS_KEY else {}) if value is None else value)
+        for key, value in data.items()
+    }
     for section, defaults in DEFAULTS.items():
         values = document.setdefault(section, {})
         if isinstance(values, Mapping):
             # A copy: the file's own mappings are the caller's, and defaults are shared.
             document[section] = {**copy.deepcopy(defaults), **values}
+    hosts = document.setdefault(HOSTS_KEY, [])
+    if isinstance(hosts, list):
+        document[HOSTS_KEY] = [
+            {**HOST_DEFAULTS, **host} if isinstance(host, Mapping) else host for host in hosts
+        ]
 
     validator = make_validator()
     if not validator.validate(document):
@@ -202,7 +221,8 @@ def _build(document: Mapping[str, Mapping[str, Any]]) -> ServerConfig:
                 value = float(value)
             values[key] = value
         sections[section] = cls(**values)
-    return ServerConfig(**sections)
+    hosts = tuple(HypervisorConfig(**host) for host in document[HOSTS_KEY])
+    return ServerConfig(**sections, hypervisors=hosts)
 
 
 def _flatten(errors: Mapping[Any, list[Any]], prefix: tuple) -> list[tuple[tuple, str]]:
@@ -251,11 +271,17 @@ def _format_path(document: Any, path: tuple) -> str:
 
 def _explain(path: tuple, message: str) -> str:
     if message == "unknown key":
-        known = list(SECTIONS) if len(path) == 1 else list(SECTIONS.get(path[0], {}))
+        if len(path) == 1:
+            known = list(TOP_LEVEL_KEYS)
+        elif path[0] == HOSTS_KEY:
+            known = list(HOST_KEYS)
+        else:
+            known = list(SECTIONS.get(path[0], {}))
         close = difflib.get_close_matches(str(path[-1]), known, n=1, cutoff=0.6)
         if close:
             return f"unknown key (did you mean {close[0]!r}?)"
-        return f"unknown key (known: {', '.join(known)})" if len(path) == 1 else message
+        whole = len(path) == 1 or path[0] == HOSTS_KEY
+        return f"unknown key (known: {', '.join(known)})" if whole else message
     if message == "must be of dict type":
         return "must be a mapping of keys"
     if message == "must be of list type":

@@ -14,6 +14,7 @@ from typing import Any
 __all__ = [
     "AccessTokenConfig",
     "ContainerConfig",
+    "HypervisorConfig",
     "IpFilterConfig",
     "LogRotationConfig",
     "PortForwardingConfig",
@@ -56,6 +57,7 @@ class ContainerConfig(_Section):
     max_lifetime: float | None
     max_idle_time: float | None
     warm_pool_size: int
+    host_lost_grace: float | None
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,21 @@ class AccessTokenConfig(_Section):
 
 
 @dataclass(frozen=True)
+class HypervisorConfig(_Section):
+    """One entry of the ``hypervisors:`` list: a libvirt host containers are placed on.
+
+    ``domain_type`` / ``container_iso_file_path``: None for the container section's.
+    """
+
+    name: str
+    libvirt_uri: str
+    address: str
+    max_containers: int | None
+    domain_type: str | None
+    container_iso_file_path: str | None
+
+
+@dataclass(frozen=True)
 class ServerConfig(_Section):
     container: ContainerConfig
     server: ServerSectionConfig
@@ -146,6 +163,8 @@ class ServerConfig(_Section):
     access_token: AccessTokenConfig
     log_rotation: LogRotationConfig
     web_server: WebServerConfig
+    # Empty: one host, from container.libvirt_uri (the server before the list existed).
+    hypervisors: tuple[HypervisorConfig, ...]
 
 
 # Section name in the file -> its dataclass, in the order of ServerConfig's fields.

@@ -8,26 +8,38 @@ them and validated like any file, and
 Sections and keys are the original server's (``reference/config.yaml``) plus ours; every
 key is optional, so a file may hold only what it changes. Unknown keys are errors: a
 misspelt key silently ignored is a setting silently not applied.
+
+Besides the sections, one top-level list (ours): ``hypervisors``, the libvirt hosts the
+containers are placed on (``HOST_KEYS`` per entry). Absent, null or empty: one host, from
+``container.libvirt_uri``, as before the list existed.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import cerberus
 from cerberus.errors import BasicErrorHandler
 
+from anweddol_actors.config.database import database_problem
 from anweddol_actors.policy.ip_filter import parse_ip_entry
 
 __all__ = [
     "DEFAULTS",
+    "HOSTS_KEY",
+    "HOST_DEFAULTS",
+    "HOST_KEYS",
     "MAX_CLIENT_PASSWORD_LENGTH",
     "SCHEMA",
     "SECTIONS",
+    "TOP_LEVEL_KEYS",
     "cross_check",
+    "is_local_uri",
     "make_validator",
 ]
 
@@ -54,6 +66,11 @@ def _positive_seconds(field: Any, value: Any, error: ErrorFn) -> None:
 def _positive_seconds_or_null(field: Any, value: Any, error: ErrorFn) -> None:
     if value is not None and not (value > 0 and math.isfinite(value)):
         error(field, f"must be a positive number of seconds, or null for no limit (got {value!r})")
+
+
+def _at_least_one_second_or_null(field: Any, value: Any, error: ErrorFn) -> None:
+    if value is not None and not (value >= 1 and math.isfinite(value)):
+        error(field, f"must be a number of seconds, at least 1, or null for never (got {value!r})")
 
 
 def _bind_address(field: Any, value: Any, error: ErrorFn) -> None:
@@ -87,6 +104,51 @@ def _port_range(field: Any, value: Any, error: ErrorFn) -> None:
 def _max_domains(field: Any, value: Any, error: ErrorFn) -> None:
     if value is not None and value < 1:
         error(field, f"must be at least 1, or null for no limit (got {value})")
+
+
+def _database(field: Any, value: Any, error: ErrorFn) -> None:
+    problem = database_problem(value)
+    if problem:
+        error(field, problem)
+
+
+def _token_database(field: Any, value: Any, error: ErrorFn) -> None:
+    # The token store opens a plain path (the original's file) or a PostgreSQL URL.
+    problem = database_problem(value, sqlite_url=False)
+    if problem:
+        error(field, problem)
+
+
+# A host's name is shown in `hosts list`, journalled with each container and typed in
+# `hosts drain NAME`: no spaces, nothing a shell or a log line would mangle.
+_HOST_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def _host_name(field: Any, value: Any, error: ErrorFn) -> None:
+    if not _HOST_NAME.fullmatch(value):
+        error(field, f"must be 1 to 64 letters, digits, '_', '.' or '-' (got {value!r})")
+
+
+def _host_address(field: Any, value: Any, error: ErrorFn) -> None:
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        error(field, f"{value!r} is not an IP address")
+        return
+    if address.version != 4:
+        # domain_xml.user_netdev_arg: the guest's network is ipv6=off, and hostfwd binds
+        # an IPv4 address.
+        error(field, f"{value!r} is an IPv6 address: QEMU's user-mode forward binds IPv4 only")
+    elif address.is_unspecified:
+        # The forward would listen on every interface of the host, and the front end
+        # needs one address to relay to.
+        error(field, f"{value!r} is not one address: give the host's address the front end reaches")
+
+
+def _libvirt_uri(field: Any, value: Any, error: ErrorFn) -> None:
+    scheme, separator, _ = value.partition("://")
+    if not separator or not re.fullmatch(r"[a-z][a-z0-9+]*", scheme):
+        error(field, f"must be a libvirt URI such as qemu+ssh://host/system (got {value!r})")
 
 
 def _password_length(field: Any, value: Any, error: ErrorFn) -> None:
@@ -169,6 +231,14 @@ SECTIONS: dict[str, dict[str, Any]] = {
         "max_idle_time": _limit_seconds(3600),
         # Ours: containers booted and administered ahead of demand, handed over by CREATE.
         "warm_pool_size": _integer(1, min=0),
+        # Ours: seconds a host may stay unreachable before its containers are declared
+        # lost (credentials revoked, capacity freed); null: never.
+        "host_lost_grace": {
+            "type": "number",
+            "default": 60,
+            "nullable": True,
+            "check_with": _at_least_one_second_or_null,
+        },
     },
     "server": {
         "public_rsa_key_file_path": _string(f"{_STATE_DIR}/rsa/public.pem"),
@@ -182,7 +252,8 @@ SECTIONS: dict[str, dict[str, Any]] = {
         # wait for the request, and each wait after it (transport/channel.py).
         "timeout": _limit_seconds(10),
         "enable_onetime_rsa_keys": _boolean(False),
-        "database": _string(f"{_STATE_DIR}/journal.sqlite3"),
+        # A SQLite file, sqlite:///PATH, or postgresql://user@host:port/dbname.
+        "database": _string(f"{_STATE_DIR}/journal.sqlite3", check_with=_database),
         # 4 KiB holds any built-in request or response; the ceiling bounds what one
         # connection may make the server buffer.
         "max_message_size": _integer(1 << 20, min=4096, max=64 << 20),
@@ -213,7 +284,10 @@ SECTIONS: dict[str, dict[str, Any]] = {
     },
     "access_token": {
         "enabled": _boolean(False),
-        "access_token_database_file_path": _string(f"{_STATE_DIR}/access_tokens.sqlite3"),
+        # A SQLite file, or postgresql://user@host:port/dbname (as server.database).
+        "access_token_database_file_path": _string(
+            f"{_STATE_DIR}/access_tokens.sqlite3", check_with=_token_database
+        ),
     },
     # Rotation of server.log_file_path, as in the original (anweddol_actors.logs).
     "log_rotation": {
@@ -246,6 +320,33 @@ SECTIONS: dict[str, dict[str, Any]] = {
     },
 }
 
+# The top-level list of hypervisor hosts; each entry's keys, in the order of model.py's
+# HypervisorConfig. No default: an entry names its host, its address and its capacity.
+HOSTS_KEY = "hypervisors"
+HOST_KEYS: dict[str, dict[str, Any]] = {
+    "name": {"type": "string", "required": True, "empty": False, "check_with": _host_name},
+    "libvirt_uri": {"type": "string", "required": True, "empty": False, "check_with": _libvirt_uri},
+    # Where the front end reaches this host's forwarded guest ports (QEMU's forward
+    # binds there); 127.0.0.1 for a host on the front end's machine.
+    "address": {"type": "string", "required": True, "empty": False, "check_with": _host_address},
+    # null: no limit of its own (the server's total still caps it).
+    "max_containers": {"type": "integer", "required": True, "nullable": True, "min": 0},
+    # null: the container section's (domain_type, container_iso_file_path).
+    "domain_type": {
+        "type": "string",
+        "default": None,
+        "nullable": True,
+        "check_with": _one_of("auto", "kvm", "qemu"),
+    },
+    "container_iso_file_path": _string(None),
+}
+HOST_DEFAULTS: dict[str, Any] = {
+    key: rules["default"] for key, rules in HOST_KEYS.items() if "default" in rules
+}
+
+# What the top level of a file may hold, in the order of default.yaml.
+TOP_LEVEL_KEYS = (*SECTIONS, HOSTS_KEY)
+
 # Defaults are filled in by the loader, not by Cerberus: Cerberus also puts the default in
 # place of an explicit null, which would make `container_memory: null` mean 256 silently.
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -271,11 +372,20 @@ def _schema_rules(rules: Mapping[str, Any]) -> dict[str, Any]:
 
 
 SCHEMA: dict[str, Any] = {
-    name: {
-        "type": "dict",
-        "schema": {key: _schema_rules(rules) for key, rules in keys.items()},
-    }
-    for name, keys in SECTIONS.items()
+    **{
+        name: {
+            "type": "dict",
+            "schema": {key: _schema_rules(rules) for key, rules in keys.items()},
+        }
+        for name, keys in SECTIONS.items()
+    },
+    HOSTS_KEY: {
+        "type": "list",
+        "schema": {
+            "type": "dict",
+            "schema": {key: _schema_rules(rules) for key, rules in HOST_KEYS.items()},
+        },
+    },
 }
 
 
@@ -283,6 +393,7 @@ class _Messages(BasicErrorHandler):
     # Phrased for an administrator reading one line, not for a Cerberus user.
     messages = {
         **BasicErrorHandler.messages,
+        0x02: "is required",
         0x03: "unknown key",
         0x22: "must not be empty",
         0x23: "must not be null",
@@ -320,9 +431,43 @@ def cross_check(document: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, st
                 f"container.max_allowed_running_container_domains ({maximum})",
             )
         )
+    problems.extend(_host_problems(document))
     web = document["web_server"]
     if web["enable_ssl"]:
         for key in ("ssl_pem_private_key_file_path", "ssl_pem_certificate_file_path"):
             if not web[key]:
                 problems.append((f"web_server.{key}", "must be set when enable_ssl is true"))
     return problems
+
+
+def _host_problems(document: Mapping[str, Any]) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    first_of: dict[str, int] = {}
+    for index, host in enumerate(document.get(HOSTS_KEY) or ()):
+        name = host["name"]
+        if name in first_of:
+            # The name is the host's key: in the journal, in `hosts drain NAME`.
+            problems.append(
+                (
+                    f"{HOSTS_KEY}[{index}].name",
+                    f"{name!r} is already the name of {HOSTS_KEY}[{first_of[name]}]",
+                )
+            )
+        first_of.setdefault(name, index)
+        if document["container"]["network_mode"] == "nat" and not is_local_uri(host["libvirt_uri"]):
+            # In nat mode the front end relays to the guest's address on its host's
+            # libvirt bridge, which only that host reaches.
+            problems.append(
+                (
+                    f"{HOSTS_KEY}[{index}].libvirt_uri",
+                    f"{host['libvirt_uri']} is a remote host: its guests are reachable only "
+                    "with container.network_mode: user",
+                )
+            )
+    return problems
+
+
+def is_local_uri(uri: str) -> bool:
+    """A libvirt URI of this machine: no host part (``qemu:///system``, ``test:///default``);
+    ``qemu+ssh://host/system`` or ``qemu+tcp://127.0.0.12:16511/session`` are remote."""
+    return not urlsplit(uri).netloc

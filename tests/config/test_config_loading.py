@@ -18,8 +18,8 @@ from anweddol_actors.config import (
     load_config,
     parse_config,
 )
-from anweddol_actors.config.model import SECTION_TYPES
-from anweddol_actors.config.schema import DEFAULTS, SECTIONS
+from anweddol_actors.config.model import SECTION_TYPES, HypervisorConfig
+from anweddol_actors.config.schema import DEFAULTS, HOST_KEYS, HOSTS_KEY, SECTIONS
 
 # shared/ sits beside the checkout (the project layout, and CI's), or above a worktree.
 REFERENCE_CONFIG = next(
@@ -117,9 +117,10 @@ def test_shipped_default_yaml_spells_out_every_key():
 
 
 def test_dataclass_fields_are_the_schema_keys():
-    assert list(SECTION_TYPES) == [f.name for f in dataclasses.fields(ServerConfig)]
+    assert [*SECTION_TYPES, HOSTS_KEY] == [f.name for f in dataclasses.fields(ServerConfig)]
     for section, cls in SECTION_TYPES.items():
         assert [f.name for f in dataclasses.fields(cls)] == list(SECTIONS[section])
+    assert [f.name for f in dataclasses.fields(HypervisorConfig)] == list(HOST_KEYS)
 
 
 def test_to_dict_round_trips_through_yaml():
