@@ -1,6 +1,7 @@
 """``python -m anweddol_actors check [-c FILE] [--uri URI] [--json]``: is this machine
-ready to serve? libvirt (the configured URI), the image tools, and the server's RSA key,
-whose fingerprint it prints: what clients are given to check the server's key against.
+ready to serve? libvirt (the configured URI, or each host of the ``hypervisors`` list),
+the image tools, and the server's RSA key, whose fingerprint it prints: what clients are
+given to check the server's key against.
 """
 
 from __future__ import annotations
@@ -30,22 +31,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_config_option(parser)
     parser.add_argument(
-        "--uri", help="libvirt URI to check (default: the configuration's container.libvirt_uri)"
+        "--uri",
+        help="libvirt URI to check (default: the configuration's container.libvirt_uri, or "
+        "each host of its hypervisors list)",
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.set_defaults(func=run)
 
 
+def _host_checks(uri: str, host: str | None) -> list[Check]:
+    """libvirt and the domain type of one host; each check's name says which host."""
+    checks = _libvirt_checks(uri)
+    if host is not None:
+        for check in checks:
+            check.name = f"{check.name} ({host})"
+    return checks
+
+
 def _libvirt_checks(uri: str) -> list[Check]:
     # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
+    from anweddol_actors.config.schema import is_local_uri
     from anweddol_actors.hypervisor import Hypervisor, HypervisorError
     from anweddol_actors.hypervisor.kvm import local_kvm_usable
 
     try:
         hypervisor = Hypervisor(uri)
     except HypervisorError as exc:
+        # Only this machine's libvirt is started by that script; a remote host's is its own.
+        hint = " (start it: scripts/start-libvirt)" if is_local_uri(uri) else ""
         return [
-            Check("libvirt", False, f"{exc} (start it: scripts/start-libvirt)"),
+            Check("libvirt", False, f"{exc}{hint}"),
             Check("domain type", False, "libvirt unreachable"),
         ]
     with hypervisor:
@@ -102,8 +117,14 @@ def _key_check(server) -> Check:
     return Check("RSA key", True, f"{path}, fingerprint (SHA-256) {key_fingerprint(wrapper)}")
 
 
-def collect(uri: str, server=None) -> list[Check]:
-    checks = _libvirt_checks(uri) + _image_checks()
+def collect(uri: str, server=None, hosts: tuple = ()) -> list[Check]:
+    """The checks of this machine: libvirt at ``uri``, or at each of ``hosts`` (the
+    configuration's ``hypervisors`` entries) when there are any."""
+    if hosts:
+        checks = [check for host in hosts for check in _host_checks(host.libvirt_uri, host.name)]
+    else:
+        checks = _libvirt_checks(uri)
+    checks += _image_checks()
     if server is not None:
         checks.append(_key_check(server))
     dot = shutil.which("dot")
@@ -119,7 +140,8 @@ def collect(uri: str, server=None) -> list[Check]:
 def run(args: argparse.Namespace) -> int:
     loaded = load(args)
     config = loaded.config
-    checks = collect(args.uri or config.container.libvirt_uri, config.server)
+    hosts = () if args.uri else config.hypervisors
+    checks = collect(args.uri or config.container.libvirt_uri, config.server, hosts)
     failed = [c for c in checks if c.required and not c.ok]
     lines = [f"configuration: {loaded.source}"]
     for c in checks:

@@ -20,7 +20,11 @@ def refused(result) -> str:
 
 
 def hosts_config(folder: Path, hosts: str) -> Path:
-    return write_test_driver_config(folder, sections=f"hypervisors:\n{hosts}")
+    return write_test_driver_config(
+        folder,
+        server=f"  admin_socket_path: '{folder}/admin.sock'\n",
+        sections=f"hypervisors:\n{hosts}",
+    )
 
 
 def test_serve_refuses_a_local_hosts_missing_iso_naming_its_key(tmp_path):
@@ -96,3 +100,23 @@ def test_serve_with_hosts_says_which_isos_it_did_not_check(tmp_path):
         assert "host one (" not in server.log
     finally:
         assert server.stop() == 0, server.log
+
+
+def test_check_reaches_each_host(tmp_path):
+    config = hosts_config(
+        tmp_path,
+        "  - {name: one, libvirt_uri: 'test:///default', address: 127.0.0.1, max_containers: 1}\n"
+        "  - {name: far, libvirt_uri: 'qemu+tcp://127.0.0.1:9/system', address: 127.0.0.1,\n"
+        "     max_containers: 1}\n",
+    )
+    result = run_command("check", "-c", str(config))
+    assert result.returncode == 1, result.stdout
+    lines = result.stdout.splitlines()
+    assert "[ok  ] libvirt (one): test:///default answers" in lines
+    assert "[ok  ] domain type (one): test" in lines
+    (far,) = [line for line in lines if line.startswith("[FAIL] libvirt (far): ")]
+    assert "127.0.0.1:9" in far and "scripts/start-libvirt" not in far
+    # --uri checks that URI alone, as without a list.
+    result = run_command("check", "-c", str(config), "--uri", "test:///default")
+    assert "[ok  ] libvirt: test:///default answers" in result.stdout.splitlines()
+    assert "(far)" not in result.stdout

@@ -130,8 +130,7 @@ def test_zero_capacity_and_every_domain_type_are_accepted():
         (host(name=""), "hypervisors[0].name: must not be empty"),
         (
             host(name="web 1"),
-            "hypervisors[0].name: must be 1 to 64 letters, digits, '_', '.' or '-' "
-            "(got 'web 1')",
+            "hypervisors[0].name: must be 1 to 64 letters, digits, '_', '.' or '-' (got 'web 1')",
         ),
         (
             host(name="x" * 65),
@@ -201,7 +200,8 @@ def test_the_shipped_example_loads_once_uncommented():
 
 
 @pytest.mark.parametrize(
-    ("value", "expected"), [("", 60.0), ("host_lost_grace: 3", 3.0), ("host_lost_grace: null", None)]
+    ("value", "expected"),
+    [("", 60.0), ("host_lost_grace: 3", 3.0), ("host_lost_grace: null", None)],
 )
 def test_host_lost_grace(value, expected):
     config = parse_config(f"container: {{{value}}}")
