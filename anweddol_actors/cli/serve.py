@@ -502,7 +502,7 @@ def check_isos(settings) -> None:
     hosts = [(host.name, host.libvirt_uri, host.iso_path) for host in settings.hosts]
     for place in iso_places(settings.iso_path, settings.libvirt_uri, hosts):
         readable = os.access(place.path, os.R_OK)
-        if place.local:
+        if place.checked:
             if readable:
                 continue
             if place.host is None:

@@ -138,10 +138,12 @@ class IsoPlace:
     libvirt_uri: str
 
     @property
-    def local(self) -> bool:
-        """The host is this machine (its URI has no host part): the front end reads the
-        file the host boots, and can check it. A remote host's file is on its own disk."""
-        return is_local_uri(self.libvirt_uri)
+    def checked(self) -> bool:
+        """Whether this machine checks the file: a host of the list on this machine (its
+        URI has no host part) boots the file this machine reads, a remote one boots its
+        own disk's. Without a list the one ISO is checked, whatever the URI, as it was
+        before the list existed."""
+        return self.host is None or is_local_uri(self.libvirt_uri)
 
 
 def iso_places(
@@ -165,7 +167,7 @@ def iso_places(
             f"{HOSTS_KEY}[{index}].container_iso_file_path" if override else key, path, name, uri
         )
         # Local hosts read one file; each remote host reads its own copy.
-        places.setdefault((path, None if place.local else name), place)
+        places.setdefault((path, None if place.checked else name), place)
     return list(places.values())
 
 
@@ -174,7 +176,7 @@ def iso_problems(places: Sequence[IsoPlace]) -> list[str]:
     files are not judged: they are on those hosts' disks)."""
     problems = []
     for place in places:
-        problem = _unreadable(Path(place.path)) if place.local else None
+        problem = _unreadable(Path(place.path)) if place.checked else None
         if problem:
             problems.append(f"{place.key}: {place.path}: {problem}")
     return problems

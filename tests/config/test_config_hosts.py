@@ -305,17 +305,20 @@ hypervisors:
         config.container.libvirt_uri,
         [(h.name, h.libvirt_uri, h.container_iso_file_path) for h in config.hypervisors],
     )
-    assert [(p.host, p.key, p.path, p.local) for p in places] == [
+    assert [(p.host, p.key, p.path, p.checked) for p in places] == [
         ("here", "container.container_iso_file_path", str(present), True),
         ("also", "hypervisors[1].container_iso_file_path", f"{tmp_path}/missing.iso", True),
         ("far", "hypervisors[2].container_iso_file_path", "/only/on/far.iso", False),
         ("far2", "container.container_iso_file_path", str(present), False),
     ]
-    # Without the list: the one host's ISO, as before.
-    config = parse_config(f"container: {{container_iso_file_path: '{tmp_path}/none.iso'}}")
-    assert file_problems(config) == [
-        f"container.container_iso_file_path: {tmp_path}/none.iso: no such file"
-    ]
+    # Without the list: the one host's ISO, as before, whatever its URI.
+    for uri in ("qemu:///system", "qemu+ssh://far/system"):
+        config = parse_config(
+            f"container: {{container_iso_file_path: '{tmp_path}/none.iso', libvirt_uri: '{uri}'}}"
+        )
+        assert file_problems(config) == [
+            f"container.container_iso_file_path: {tmp_path}/none.iso: no such file"
+        ]
 
 
 @pytest.mark.skipif(local_kvm_usable()[0], reason="KVM works on this host")
