@@ -275,3 +275,36 @@ def test_restart_reconciles_each_host_when_it_answers(make, tmp_path, relay):
     # alpha's live container was not taken for an orphan by gamma's reconciliation.
     assert journal.entity(created["data"]["container_uuid"])["state"] == "started_serving"
     stop(running)
+
+
+# -- the warm pool, per host ----------------------------------------------------------------
+
+
+def pool_status(running) -> dict:
+    return status(running.engine.context, running.engine.listen_address)["warm_pool"]
+
+
+def test_each_host_has_its_own_warm_pool(make):
+    running = make(warm_pool_size=1).start()
+    wait_for(lambda: pool_status(running)["ready"] == 2, 30, "a pooled container on each host")
+    assert pool_status(running) == {"size": 2, "ready": 2, "filling": 0}
+    pooled_on = {
+        row["data"]["host"]
+        for row in running.engine.journal.live_entities(kind="container")
+        if row["state"] == "started_pooled"
+    }
+    assert pooled_on == {"alpha", "beta"}
+    client = Client(*running.address, timeout=30)
+    # No free slot left (each host's one holds its pooled container), two ready ones.
+    assert available(client) == 2
+    made = [client.create() for _ in range(2)]
+    assert all(answer["success"] for answer in made), made
+    uuids = [answer["data"]["container_uuid"] for answer in made]
+    # Both were handed over (no cold boot): one from each host's pool.
+    assert {host_of(running, each) for each in uuids} == {"alpha", "beta"}
+    assert all(
+        "pool" in [row["trigger"] for row in running.engine.journal.history(each)] for each in uuids
+    )
+    assert pool_status(running)["ready"] == 0
+    assert client.create()["message"] == FULL
+    stop(running)
