@@ -351,7 +351,7 @@ def _register(
     response_data = {
         "container_uuid": container_uuid,
         "client_token": token,
-        "container_iso_sha256": iso_sha256(iso_path),
+        "container_iso_sha256": _iso_checksum(context, iso_path),
         "container_username": username,
         "container_password": password,
         "container_listen_port": listen_port,
@@ -361,6 +361,25 @@ def _register(
     }
     clock.lap("credentials")
     return response_data
+
+
+def _iso_checksum(context: EngineContext, iso_path: str) -> str:
+    """The SHA-256 of the container's ISO. A remote host's own ISO may live only on that
+    host's disk: when this server cannot read it, the checksum is the server's own ISO's
+    (the copy the host's was made from), and the log says so."""
+    try:
+        return iso_sha256(iso_path)
+    except OSError as exc:
+        own = context.settings.iso_path
+        if own is None or str(own) == str(iso_path):
+            raise
+        log.warning(
+            "ISO %s not readable here (%s): the CREATE answer carries the checksum of %s",
+            iso_path,
+            exc.strerror or exc,
+            own,
+        )
+        return iso_sha256(own)
 
 
 def _handover(request: Request, done: _Done, pooled: Pooled, clock: Any) -> dict:

@@ -7,6 +7,7 @@ the start's reconciliation per host. Real server, client, sockets and SQLite jou
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 import pytest
 from hostsharness import hosts_server, marked_domains, node_host
@@ -20,6 +21,7 @@ from anweddol_actors.engine.admin import AdminRefused, list_hosts, set_host_enab
 from anweddol_actors.engine.placement import HostView
 from anweddol_actors.engine.settings import HostSettings
 from anweddol_actors.engine.verbs import new_client_token
+from anweddol_actors.image.checksum import iso_sha256
 from anweddol_actors.journal import Journal
 from anweddol_actors.lifecycle import Lifecycle
 from tests.guest.loopback_ssh import LoopbackSSH
@@ -307,4 +309,20 @@ def test_each_host_has_its_own_warm_pool(make):
     )
     assert pool_status(running)["ready"] == 0
     assert client.create()["message"] == FULL
+    stop(running)
+
+
+def test_a_hosts_own_iso_is_used_and_its_checksum_falls_back(make, tmp_path):
+    """A host's ``iso_path`` is the one its domains boot; when this server cannot read it
+    (it lives on the remote host's disk), the CREATE answer carries the server's own
+    ISO's checksum instead of failing."""
+    remote = replace(node_host(tmp_path, "remote"), iso_path="/srv/remote-only/container.iso")
+    running = make(hosts=(remote,)).start()
+    created = Client(*running.address, timeout=30).create()
+    assert created["success"] is True, created
+    container_uuid = created["data"]["container_uuid"]
+    data = running.engine.journal.entity(container_uuid)["data"]
+    assert (data["host"], data["iso_path"]) == ("remote", "/srv/remote-only/container.iso")
+    own_iso = running.engine.settings.iso_path
+    assert created["data"]["container_iso_sha256"] == iso_sha256(own_iso)
     stop(running)
