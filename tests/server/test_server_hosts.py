@@ -6,6 +6,7 @@ the start's reconciliation per host. Real server, client, sockets and SQLite jou
 
 from __future__ import annotations
 
+import threading
 import uuid
 from dataclasses import replace
 
@@ -325,4 +326,35 @@ def test_a_hosts_own_iso_is_used_and_its_checksum_falls_back(make, tmp_path):
     assert (data["host"], data["iso_path"]) == ("remote", "/srv/remote-only/container.iso")
     own_iso = running.engine.settings.iso_path
     assert created["data"]["container_iso_sha256"] == iso_sha256(own_iso)
+    stop(running)
+
+
+def test_concurrent_claims_fill_each_host_exactly_once(make):
+    """Many placements at once (CREATEs racing for the last slots): each host's one slot
+    goes to exactly one of them, a claim lost on one host goes on to the other, and the
+    rest get nothing."""
+    running = make().start()
+    context = running.engine.context
+    barrier = threading.Barrier(8)
+    placed: list[str | None] = []
+    lock = threading.Lock()
+
+    def claim() -> None:
+        barrier.wait(10)
+        host = placement.place(context)
+        with lock:
+            placed.append(host)
+
+    threads = [threading.Thread(target=claim) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(host for host in placed if host is not None) == ["alpha", "beta"]
+    assert placed.count(None) == 6
+    usage = context.registry.host_usage().get()
+    assert (usage["alpha"]["used"], usage["beta"]["used"]) == (1, 1)
+    for host in ("alpha", "beta"):
+        context.registry.release_slot(False, host).get()
+    assert context.registry.available().get() == 2
     stop(running)
