@@ -134,6 +134,8 @@ class ContainerActor(EntityActor):
             "memory_mib": settings.memory_mib,
             "vcpus": settings.vcpus,
             "network": settings.network_mode,
+            # Which host's libvirt holds the domain: what recovery reconciles it against.
+            "host": settings.host,
         }
 
     @governed

@@ -11,11 +11,17 @@ capacity never promises a VM that libvirt still runs.
 A warm pool's containers hold slots of their own (``reserve_slot(pooled=True)``): they
 count against the limit like any container, and a CREATE that takes one turns its slot
 into an ordinary pending one (``hand_over``), so from then on it is a CREATE like any.
+
+Slots are counted per hypervisor host too: a slot is claimed on one host
+(``reserve_slot(host)``), under both that host's ``max_containers`` and the server-wide
+limit, in one step of this actor — two CREATEs placed on the same last slot of a host
+see one winner, and the loser tries its next candidate (engine/placement.py).
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,14 +49,20 @@ class Registry(pykka.ThreadingActor):
     # must not hang at exit waiting for it.
     use_daemon_thread = True
 
-    def __init__(self, limit: int | None) -> None:
+    def __init__(self, limit: int | None, host_limits: dict[str, int | None] | None = None) -> None:
+        """``limit``: the server-wide cap; ``host_limits``: each host's own (None: no
+        limit of its own), the first host being the default (none given: one host,
+        "local", under ``limit``)."""
         super().__init__()
         self.limit = limit
+        self.host_limits: dict[str, int | None] = dict(host_limits or {"local": limit})
+        self.first_host = next(iter(self.host_limits))
         self.entries: dict[str, LiveContainer] = {}
         self.ending: dict[str, LiveContainer] = {}  # claimed, being torn down
         self.stuck_entries: dict[str, LiveContainer] = {}  # torn down, domain not gone
-        self.pending = 0
-        self.pooled = 0  # slots held by the warm pool's containers (filling or ready)
+        self.pending_by_host: Counter[str] = Counter()
+        # Slots held by the warm pools' containers (filling or ready), per host.
+        self.pooled_by_host: Counter[str] = Counter()
         self.closed = False
 
     def open(self) -> None:
@@ -60,31 +72,36 @@ class Registry(pykka.ThreadingActor):
         """No container may be added from now on (the server is stopping)."""
         self.closed = True
 
-    def reserve_slot(self, pooled: bool = False) -> bool:
-        """Claim room for one more container (a CREATE in progress, or with ``pooled``
-        a warm pool's fill)."""
-        if self.closed:
+    def reserve_slot(self, host: str | None = None, pooled: bool = False) -> bool:
+        """Claim room for one more container on ``host`` (None: the first host): a CREATE
+        in progress, or with ``pooled`` a warm pool's fill. False when the host or the
+        server is full (or the server stops, or the host is unknown)."""
+        host = host or self.first_host
+        if self.closed or host not in self.host_limits:
             return False
         if self.limit is not None and self._used() >= self.limit:
             return False
+        host_limit = self.host_limits[host]
+        if host_limit is not None and self._used(host) >= host_limit:
+            return False
         if pooled:
-            self.pooled += 1
+            self.pooled_by_host[host] += 1
         else:
-            self.pending += 1
+            self.pending_by_host[host] += 1
         return True
 
-    def release_slot(self, pooled: bool = False) -> None:
+    def release_slot(self, pooled: bool = False, host: str | None = None) -> None:
         """Give back the slot of a CREATE (or a pool's container) whose domain is gone
         (or never existed)."""
-        if pooled:
-            self.pooled = max(0, self.pooled - 1)
-        else:
-            self.pending = max(0, self.pending - 1)
+        counts = self.pooled_by_host if pooled else self.pending_by_host
+        host = host or self.first_host
+        counts[host] = max(0, counts[host] - 1)
 
-    def hand_over(self) -> None:
+    def hand_over(self, host: str | None = None) -> None:
         """A CREATE took a pooled container: its slot is the CREATE's pending one now."""
-        self.pooled = max(0, self.pooled - 1)
-        self.pending += 1
+        host = host or self.first_host
+        self.pooled_by_host[host] = max(0, self.pooled_by_host[host] - 1)
+        self.pending_by_host[host] += 1
 
     def add(self, entry: LiveContainer) -> bool:
         """Store a container whose CREATE succeeded; its slot becomes an entry.
@@ -96,13 +113,13 @@ class Registry(pykka.ThreadingActor):
         if entry.uuid in self.entries:
             raise ValueError(f"container {entry.uuid} is already stored")
         self.entries[entry.uuid] = entry
-        self.release_slot()
+        self.release_slot(host=entry.host)
         return True
 
     def keep_stuck(self, entry: LiveContainer, pooled: bool = False) -> None:
         """A CREATE's (or with ``pooled`` the pool's) container whose domain could not be
         destroyed: its slot stays taken, as a claimed entry the reaper tries to end again."""
-        self.release_slot(pooled)
+        self.release_slot(pooled, entry.host)
         self.stuck_entries[entry.uuid] = entry
 
     def mark_stuck(self, container_uuid: str) -> None:
@@ -139,24 +156,62 @@ class Registry(pykka.ThreadingActor):
         return list(self.entries)
 
     def pending_count(self) -> int:
-        return self.pending
+        return sum(self.pending_by_host.values())
 
     def pooled_count(self) -> int:
-        return self.pooled
+        return sum(self.pooled_by_host.values())
 
     def count(self) -> int:
         return len(self.entries)
 
-    def available(self) -> int | None:
+    def available(self, hosts: list[str] | None = None) -> int | None:
+        """The free slots of ``hosts`` (None: every host), capped by the server-wide
+        limit; None when neither limits them."""
+        hosts = list(self.host_limits) if hosts is None else hosts
+        free: int | None = 0
+        for host in hosts:
+            if host not in self.host_limits:
+                continue
+            host_free = self.host_free(host)
+            free = None if free is None or host_free is None else free + host_free
         if self.limit is None:
-            return None
-        return max(0, self.limit - self._used())
+            return free
+        total_free = max(0, self.limit - self._used())
+        return total_free if free is None else min(free, total_free)
 
-    def _used(self) -> int:
+    def host_free(self, host: str) -> int | None:
+        """The free slots of one host under its own limit (None: it has none)."""
+        host_limit = self.host_limits.get(host)
+        if host_limit is None:
+            return None
+        return max(0, host_limit - self._used(host))
+
+    def host_usage(self) -> dict[str, dict[str, int | None]]:
+        """Per host: ``containers`` (live ones, and those being or failing to be torn
+        down), ``used`` (every slot it holds: those plus CREATEs in flight and pooled
+        ones) and ``free`` (under its own limit; None: no limit of its own)."""
+        return {
+            host: {
+                "containers": sum(1 for entry in self._holding() if entry.host == host),
+                "used": self._used(host),
+                "free": self.host_free(host),
+            }
+            for host in self.host_limits
+        }
+
+    def total_free(self) -> int | None:
+        """The free slots under the server-wide limit alone (None: no such limit)."""
+        return None if self.limit is None else max(0, self.limit - self._used())
+
+    def _holding(self) -> list[LiveContainer]:
+        return [*self.entries.values(), *self.ending.values(), *self.stuck_entries.values()]
+
+    def _used(self, host: str | None = None) -> int:
+        """The slots taken on ``host`` (None: on the whole server)."""
+        if host is None:
+            return len(self._holding()) + self.pending_count() + self.pooled_count()
         return (
-            len(self.entries)
-            + len(self.ending)
-            + len(self.stuck_entries)
-            + self.pending
-            + self.pooled
+            sum(1 for entry in self._holding() if entry.host == host)
+            + self.pending_by_host[host]
+            + self.pooled_by_host[host]
         )

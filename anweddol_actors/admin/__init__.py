@@ -1,5 +1,6 @@
 """The admin channel: a Unix socket through which the admin commands (``status``,
-``containers list``, ``containers destroy``) talk to the running server.
+``containers list``, ``containers destroy``, ``hosts list|drain|enable``) talk to the
+running server.
 
 Not the public port: only root and the server's user can open the socket, and nothing
 on it is reachable from the network. One request a connection, JSON lines:

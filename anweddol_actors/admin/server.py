@@ -79,6 +79,9 @@ class AdminServer:
             "status": (self._do_status, ()),
             "list": (self._do_list, ()),
             "destroy": (self._do_destroy, ("uuid",)),
+            "hosts": (self._do_hosts, ()),
+            "drain": (self._do_drain, ("name",)),
+            "enable": (self._do_enable, ("name",)),
         }
 
     # -- start and close -------------------------------------------------------------
@@ -303,6 +306,15 @@ class AdminServer:
     def _do_destroy(self, uuid: str) -> dict:
         operations.destroy_container(self.engine.context, uuid)
         return {"uuid": uuid}
+
+    def _do_hosts(self) -> dict:
+        return {"hosts": operations.list_hosts(self.engine.context)}
+
+    def _do_drain(self, name: str) -> dict:
+        return {"host": operations.set_host_enabled(self.engine.context, name, False)}
+
+    def _do_enable(self, name: str) -> dict:
+        return {"host": operations.set_host_enabled(self.engine.context, name, True)}
 
 
 class _BadRequest(AdminError):

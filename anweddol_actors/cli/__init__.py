@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "check": "check",
     "config": "config",
     "containers": "containers",
+    "hosts": "hosts",
     "regen-rsa": "keys",
     "bench": "bench",
 }

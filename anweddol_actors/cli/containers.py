@@ -14,7 +14,7 @@ import sys
 from anweddol_actors.cli.configfile import add_config_option, load
 from anweddol_actors.cli.output import emit
 
-COLUMNS = ("uuid", "state", "age", "client", "port", "expires")
+COLUMNS = ("uuid", "host", "state", "age", "client", "port", "expires")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -71,6 +71,7 @@ def table(rows: list[dict]) -> str:
     cells = [COLUMNS] + [
         (
             str(row.get("uuid")),
+            str(row.get("host") or "-"),
             str(row.get("state")),
             duration(row.get("age")),
             str(row.get("client") or "-"),

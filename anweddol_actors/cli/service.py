@@ -292,6 +292,7 @@ def run_status(args: argparse.Namespace) -> int:
         "containers": answer.get("containers"),
         "available": answer.get("available"),
         "warm_pool": answer.get("warm_pool"),
+        "hosts": answer.get("hosts"),
         "fingerprint": answer.get("fingerprint") or file_fingerprint(config),
         "listen": answer.get("listen") or configured_listen(config),
         "web": configured_web(config),
@@ -314,6 +315,7 @@ def status_text(data: dict[str, Any]) -> str:
         f"  uptime:           {duration(data['uptime'])}",
         f"  containers:       {containers}",
         *([f"  warm pool:        {warm_pool(data['warm_pool'])}"] if data.get("warm_pool") else []),
+        *([f"  hypervisor hosts: {hosts(data['hosts'])}"] if data.get("hosts") else []),
         f"  key fingerprint:  {shown(data['fingerprint'])} (SHA-256)",
         f"  listening on:     {data['listen']}",
         *([f"  web server:       {data['web']}"] if data.get("web") else []),
@@ -329,6 +331,14 @@ def warm_pool(pool: dict[str, Any]) -> str:
     if not pool.get("size"):
         return "off"
     return f"{pool.get('ready')} of {pool.get('size')} ready, {pool.get('filling')} filling"
+
+
+def hosts(summary: dict[str, Any]) -> str:
+    """``2 (2 enabled, 1 reachable)``: details in ``hosts list``."""
+    return (
+        f"{summary.get('total')} ({summary.get('enabled')} enabled, "
+        f"{summary.get('reachable')} reachable)"
+    )
 
 
 def duration(seconds: Any) -> str:

@@ -1,6 +1,7 @@
 """What the admin commands do to the running engine: describe it, list its live
-containers, end one; and what the operator's page (``web/ui.py``) reads: the counters and
-each live container's journal history.
+containers, end one, list its hypervisor hosts, drain or enable one; and what the
+operator's page (``web/ui.py``) reads: the counters and each live container's journal
+history.
 
 The admin channel (``anweddol_actors.admin``) only translates requests into these calls.
 They run on the channel's connection thread, never inside an actor: like a session, it
@@ -18,6 +19,7 @@ from typing import Any
 from anweddol_actors import __version__
 from anweddol_actors.actors.base import one_line
 from anweddol_actors.engine.context import EngineContext
+from anweddol_actors.engine.hosts import UnknownHost
 from anweddol_actors.engine.reaper import limits_left
 from anweddol_actors.engine.verbs import HYPERVISOR_UNREACHABLE, end_live
 from anweddol_actors.errors import AnweddolError
@@ -60,7 +62,57 @@ def status(context: EngineContext, listen_address: tuple) -> dict[str, Any]:
         "fingerprint": None if context.private_key is None else fingerprint(context.private_key),
         # Pooled containers are nobody's yet: counted here, never in ``containers``.
         "warm_pool": ({"size": 0, "ready": 0, "filling": 0} if pool is None else pool.status()),
+        "hosts": hosts_summary(list_hosts(context)),
     }
+
+
+def list_hosts(context: EngineContext) -> list[dict[str, Any]]:
+    """Each hypervisor host, in configuration order: ``name``, ``libvirt_uri``,
+    ``address``, ``enabled`` (False: drained), ``reachable`` (its libvirt answers now),
+    ``containers`` (live ones there, those being torn down included), ``max_containers``
+    and ``free_slots`` (under its own limit and the server's; None: no limit)."""
+    usage = context.registry.host_usage().get(timeout=ASK_TIMEOUT)
+    server_free = context.registry.total_free().get(timeout=ASK_TIMEOUT)
+    rows = []
+    for host in context.hosts:
+        used = usage.get(host.name, {})
+        free = used.get("free")
+        if server_free is not None:
+            free = server_free if free is None else min(free, server_free)
+        rows.append(
+            {
+                "name": host.name,
+                "libvirt_uri": host.link.uri,
+                "address": host.settings.address,
+                "enabled": context.journal.host_enabled(host.name),
+                "reachable": host.link.reachable(),
+                "containers": used.get("containers", 0),
+                "max_containers": host.settings.max_containers,
+                "free_slots": free,
+            }
+        )
+    return rows
+
+
+def hosts_summary(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """``status``'s line on the hosts: how many, how many enabled, how many answer."""
+    return {
+        "total": len(rows),
+        "enabled": sum(1 for row in rows if row["enabled"]),
+        "reachable": sum(1 for row in rows if row["reachable"]),
+    }
+
+
+def set_host_enabled(context: EngineContext, name: str, enabled: bool) -> dict[str, Any]:
+    """Drain a host (``enabled`` False: no new container goes there, its live ones run
+    until they end) or enable it again; journalled, so it outlives a restart. Returns the
+    host's row (as :func:`list_hosts`). ``AdminRefused`` for a name not configured."""
+    try:
+        host = context.hosts.get(name)
+    except UnknownHost as exc:
+        raise AdminRefused(str(exc)) from None
+    context.journal.set_host_enabled(host.name, enabled)
+    return next(row for row in list_hosts(context) if row["name"] == host.name)
 
 
 def list_containers(context: EngineContext) -> list[dict[str, Any]]:
@@ -83,6 +135,7 @@ def list_containers(context: EngineContext) -> list[dict[str, Any]]:
         rows.append(
             {
                 "uuid": entry.uuid,
+                "host": entry.host,
                 "state": state,
                 "age": int(now - entry.created_monotonic),
                 "client": entry.client_ip or forwarder.get("owner") or None,
@@ -101,7 +154,8 @@ def destroy_container(context: EngineContext, container_uuid: str) -> None:
     does not answer (nothing is touched then), or when its teardown met errors."""
     if context.registry.get(container_uuid).get(timeout=ASK_TIMEOUT) is None:
         raise AdminRefused(f"no live container {container_uuid}")
-    if not context.hypervisor_ready():
+    entry = context.registry.get(container_uuid).get(timeout=ASK_TIMEOUT)
+    if entry is not None and not context.hypervisor_ready(entry.host):
         raise AdminRefused(f"{HYPERVISOR_UNREACHABLE}: nothing was done, try again")
     details = {"reason": DESTROYED_BY_ADMIN}
     errors = end_live(context, container_uuid, CONTEXT_DEFERRED_CALL, details)

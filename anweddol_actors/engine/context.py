@@ -1,7 +1,7 @@
 """What sessions, request flows and the reaper are given: a small context, not the server.
 
 Each field is one thing they need (the journal, the registry, the event dispatch, the
-settings, the hypervisor link, the verb table); none of them reaches into the supervisor.
+settings, the hypervisor hosts' links, the verb table); none of them reaches into the supervisor.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from anweddol_actors.engine.dispatch import Dispatch
+from anweddol_actors.engine.hosts import Hosts, HypervisorLink
 from anweddol_actors.engine.settings import Settings
-from anweddol_actors.hypervisor import Hypervisor, HypervisorError
 from anweddol_actors.journal import Journal
 from anweddol_actors.metrics import Metrics, NoMetrics, containers_by_state
 
@@ -29,85 +29,14 @@ _READING_TIMEOUT = 2.0
 Verb = Callable[["Request"], Any]
 
 
-class HypervisorLink:
-    """The server's libvirt connection, made on first use and kept for the server's life.
-
-    It outlives libvirtd restarts (``Hypervisor`` reconnects by itself): callers ask
-    :meth:`reachable` before starting what needs libvirt, and hear of every
-    (re)connection through :meth:`when_connected`. A libvirt that does not answer when the
-    link is made does not fail it: the connection is retried in the background.
-    """
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._hypervisor: Hypervisor | None = None
-        self._lock = threading.Lock()
-        self._on_connect: list[Callable[[], None]] = []
-
-    def get(self) -> Hypervisor:
-        """The connection (perhaps still reconnecting: its calls then raise
-        HypervisorUnavailable)."""
-        with self._lock:
-            if self._hypervisor is not None:
-                return self._hypervisor
-            hypervisor = Hypervisor(self._settings.libvirt_uri, wait_for_connection=True)
-            self._hypervisor = hypervisor
-        # Outside the lock: when connected already, _connected runs here and takes it.
-        hypervisor.on_connect(self._connected)
-        return hypervisor
-
-    def _connected(self) -> None:
-        """At every (re)connection: learn the domain type once, then tell the listeners."""
-        hypervisor = self._hypervisor
-        if hypervisor is None:
-            return
-        if self._settings.domain_type == "auto":
-            try:
-                self._settings.domain_type = hypervisor.detect_domain_type()
-            except HypervisorError as exc:
-                log.warning("domain type not detected yet: %s", exc)
-        with self._lock:
-            callbacks = list(self._on_connect)
-        for callback in callbacks:
-            try:
-                callback()
-            except Exception:
-                log.exception("hypervisor (re)connection listener failed")
-
-    def reachable(self) -> bool:
-        """Whether libvirt answers now (its connection is open and alive, as far as known)."""
-        return self.get().connected
-
-    @property
-    def opened(self) -> Hypervisor | None:
-        """The connection if it was made, without making it."""
-        return self._hypervisor
-
-    def when_connected(self, callback: Callable[[], None]) -> None:
-        """Call ``callback()`` now if connected, and after every later (re)connection (on
-        the reconnecting thread: keep it short, tell an actor). At least once per
-        connection: a callback added while the link is being made may hear it twice."""
-        with self._lock:
-            self._on_connect.append(callback)
-            hypervisor = self._hypervisor
-        if hypervisor is not None and hypervisor.connected:
-            callback()
-
-    def close(self) -> None:
-        with self._lock:
-            hypervisor, self._hypervisor = self._hypervisor, None
-            self._on_connect.clear()
-        if hypervisor is not None:
-            hypervisor.close()
-
-
 @dataclass
 class EngineContext:
     settings: Settings
     journal: Journal
     registry: Any  # Registry actor proxy
     dispatch: Dispatch
-    hypervisors: HypervisorLink
+    # One libvirt link per hypervisor host (engine/hosts.py).
+    hosts: Hosts
     owner: str
     private_key: Any = None
     passive: bool = False
@@ -117,9 +46,9 @@ class EngineContext:
     on_entity_failed: Callable[..., None] | None = None
     # Set once the server begins stopping: a CREATE in flight unwinds at its next step.
     stopping: threading.Event = field(default_factory=threading.Event)
-    # Set once the start's reconciliation with libvirt ran (at start, or later when
-    # libvirt did not answer then). Until then no CREATE or DESTROY touches libvirt: a
-    # domain made before it would be taken for an orphan.
+    # Set once the start's reconciliation with libvirt ran on every host (at start, or
+    # later for a host that did not answer then). Until a host's own ran (``Host.recovered``)
+    # no CREATE or DESTROY touches it: a domain made before would be taken for an orphan.
     recovered: threading.Event = field(default_factory=threading.Event)
     # The entity ids the journal held alive when this run started (what recovery reconciles).
     earlier_run: set[str] = field(default_factory=set)
@@ -146,18 +75,37 @@ class EngineContext:
             uptime=self.uptime_seconds,
         )
 
+    @property
+    def hypervisors(self) -> HypervisorLink:
+        """The first host's link: "the" hypervisor of the seed façade (``getHypervisor``)."""
+        return self.hosts.first.link
+
+    def open_hosts(self) -> list[str]:
+        """The hosts a CREATE may go to now, as far as their state goes (capacity aside):
+        enabled (not drained, journalled) and answering."""
+        return [
+            host.name
+            for host in self.hosts
+            if self.journal.host_enabled(host.name) and host.link.reachable()
+        ]
+
     def available_containers(self, timeout: float | None = None) -> int | None:
         """How many CREATEs would get a container now (STAT's ``available``): the free
-        slots plus the warm pool's ready containers, which hold slots of their own yet are
-        there for a CREATE; None when there is no limit."""
-        available = self.registry.available().get(timeout=timeout)
+        slots of the open hosts (capped by the server-wide limit) plus their warm pools'
+        ready containers, which hold slots of their own yet are there for a CREATE; None
+        when there is no limit."""
+        hosts = self.open_hosts()
+        available = self.registry.available(hosts).get(timeout=timeout)
         if available is None or self.pool is None:
             return available
-        return available + self.pool.ready_count()
+        return available + self.pool.ready_count(hosts)
 
-    def hypervisor_ready(self) -> bool:
-        """Whether a request may use libvirt now: recovered, and libvirt answers."""
-        return self.recovered.is_set() and self.hypervisors.reachable()
+    def hypervisor_ready(self, host: str | None = None) -> bool:
+        """Whether a request may use libvirt now: on ``host``, or (None) on any host —
+        reconciled, and its libvirt answers."""
+        if host is not None:
+            return self.hosts.get(self.hosts.name_in({"host": host})).ready()
+        return any(each.ready() for each in self.hosts)
 
     def uptime(self) -> int:
         """Whole seconds since the start (STAT's ``uptime``)."""

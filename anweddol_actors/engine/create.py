@@ -14,6 +14,9 @@ may still size the container before it boots); the other events are kept, and a 
 that takes the pooled container fires them at handover (:func:`_handover`), in the
 seed's order, with the client's data, before it starts the forwarder and registers the
 container. A failed fill is unwound by the same :func:`_unwind` as a failed CREATE.
+
+A CREATE's container goes to the host placement chose (``placement.place``: its slot
+claimed there), or to the host of the pooled container it takes.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from anweddol_actors.engine.entities import (
     stop_actor,
 )
 from anweddol_actors.engine.pause import pause
+from anweddol_actors.engine.placement import place
 from anweddol_actors.engine.verbs import (
     HYPERVISOR_UNREACHABLE,
     end_pieces,
@@ -97,6 +101,7 @@ class _Done:
     credentials_stored: bool = False
     registered: bool = False
     pooled: bool = False  # its slot is the warm pool's (a fill), not a CREATE's
+    host: str | None = None  # the host its slot is claimed on (placement.py)
     closed_shell: Any = None  # a shell closed (journalled) whose actor still lives
 
 
@@ -114,6 +119,7 @@ class Pooled:
     password: str
     listen_port: int
     events: list[tuple[Transition, str, dict]] = field(default_factory=list)
+    host: str | None = None  # the host it runs on (each host has its own pool)
 
 
 def _hypervisor_lost(exc: BaseException) -> bool:
@@ -140,14 +146,20 @@ def create(request: Request) -> dict | None:
     else:
         reason = None
     pooled = None
+    host = None
     if reason is None:
         pooled = _take_pooled(context)
-        if pooled is None and not context.registry.reserve_slot().get():
-            reason = "The maximum amount of running containers is reached"
+        if pooled is not None:
+            host = pooled.host
+        else:
+            # Filter, weigh, claim (placement.py): the slot is this CREATE's from here on.
+            host = place(context)
+            if host is None:
+                reason = "The maximum amount of running containers is reached"
     if reason is not None:
         return respond(request, False, RESPONSE_MSG_UNAVAILABLE, reason=reason)
     clock.lap("admission")
-    done = _Done()
+    done = _Done(host=host)
     try:
         if pooled is not None:
             response_data = _handover(request, done, pooled, clock)
@@ -202,7 +214,7 @@ def _take_pooled(context: EngineContext) -> Pooled | None:
         if running:
             # Taken atomically from the pool: no other CREATE can have it; its slot is
             # this CREATE's from here on (its unwind gives back a pending slot).
-            context.registry.hand_over().get()
+            context.registry.hand_over(pooled.host).get()
             return pooled
         log.warning("warm pool: container %s is no longer running; ending it", pooled.uuid)
         discard(context, pooled, "its domain stopped while pooled")
@@ -235,7 +247,7 @@ def _steps(request: Request, done: _Done, clock: Any) -> dict:
             raise HandleEnded(event)
         _go_on(context)
 
-    container = start_container(context)
+    container = start_container(context, host=done.host)
     done.container = container
     done.container_uuid = container_uuid = container.uuid.get()
     emit(
@@ -329,6 +341,7 @@ def _register(
         container=container,
         forwarder=forwarder,
         client_ip=channel.ip if isinstance(channel, _CLIENT_CHANNELS) else "",
+        host=done.host or context.hosts.first.name,
     )
     if not context.registry.add(entry).get():
         raise ServerStopping("the server is stopping")
@@ -338,7 +351,7 @@ def _register(
     response_data = {
         "container_uuid": container_uuid,
         "client_token": token,
-        "container_iso_sha256": iso_sha256(iso_path),
+        "container_iso_sha256": _iso_checksum(context, iso_path),
         "container_username": username,
         "container_password": password,
         "container_listen_port": listen_port,
@@ -348,6 +361,25 @@ def _register(
     }
     clock.lap("credentials")
     return response_data
+
+
+def _iso_checksum(context: EngineContext, iso_path: str) -> str:
+    """The SHA-256 of the container's ISO. A remote host's own ISO may live only on that
+    host's disk: when this server cannot read it, the checksum is the server's own ISO's
+    (the copy the host's was made from), and the log says so."""
+    try:
+        return iso_sha256(iso_path)
+    except OSError as exc:
+        own = context.settings.iso_path
+        if own is None or str(own) == str(iso_path):
+            raise
+        log.warning(
+            "ISO %s not readable here (%s): the CREATE answer carries the checksum of %s",
+            iso_path,
+            exc.strerror or exc,
+            own,
+        )
+        return iso_sha256(own)
 
 
 def _handover(request: Request, done: _Done, pooled: Pooled, clock: Any) -> dict:
@@ -386,11 +418,11 @@ def _handover(request: Request, done: _Done, pooled: Pooled, clock: Any) -> dict
     return _register(request, done, pooled.username, pooled.password, pooled.listen_port, clock)
 
 
-def fill(context: EngineContext) -> Pooled:
-    """Make one pooled container, the pool's slot already taken. A failure is unwound
-    (journalled, the slot given back once the domain is gone), reported once
-    (``on_runtime_error``) and raised."""
-    done = _Done(pooled=True)
+def fill(context: EngineContext, host: str | None = None) -> Pooled:
+    """Make one pooled container on ``host`` (None: the first), the pool's slot already
+    taken there. A failure is unwound (journalled, the slot given back once the domain is
+    gone), reported once (``on_runtime_error``) and raised."""
+    done = _Done(pooled=True, host=host)
     try:
         return _fill_steps(context, done)
     except Exception as exc:
@@ -410,6 +442,7 @@ def discard(context: EngineContext, pooled: Pooled, reason: str) -> None:
         forwarder=pooled.forwarder,
         pooled=True,
         closed_shell=pooled.shell,
+        host=pooled.host,
     )
     _unwind(context, done, {}, None, CONTEXT_AUTOMATIC_ACTION, {"reason": reason})
 
@@ -423,7 +456,7 @@ def _fill_steps(context: EngineContext, done: _Done) -> Pooled:
         events.append((transition, event, data))
         _go_on(context)
 
-    container = start_container(context)
+    container = start_container(context, host=done.host)
     done.container = container
     done.container_uuid = container_uuid = container.uuid.get()
     # Now, not at handover: handlers may still size the container before it boots.
@@ -466,6 +499,7 @@ def _fill_steps(context: EngineContext, done: _Done) -> Pooled:
         password=password,
         listen_port=listen_port,
         events=events,
+        host=done.host,
     )
     done.closed_shell = None  # the pooled container owns its actors now
     return pooled
@@ -577,7 +611,7 @@ def _unwind(
         if done.registered:
             context.registry.free(done.container_uuid).get()
         else:
-            context.registry.release_slot(done.pooled).get()
+            context.registry.release_slot(done.pooled, done.host).get()
     else:
         # Its domain may still run: the slot stays taken and the reaper tries again.
         log.error("container %s: domain not destroyed; its slot stays taken", done.container_uuid)
@@ -585,7 +619,10 @@ def _unwind(
             context.registry.mark_stuck(done.container_uuid).get()
         else:
             entry = LiveContainer(
-                uuid=done.container_uuid, container=done.container, forwarder=done.forwarder
+                uuid=done.container_uuid,
+                container=done.container,
+                forwarder=done.forwarder,
+                host=done.host or context.hosts.first.name,
             )
             context.registry.keep_stuck(entry, done.pooled).get()
     return undone.first_failure

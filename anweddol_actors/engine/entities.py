@@ -49,13 +49,23 @@ def start_container(
     context: EngineContext,
     container_uuid: str | None = None,
     lifecycle: Lifecycle | None = None,
+    host: str | None = None,
     **overrides: Any,
 ) -> Any:
-    """A new container actor (its proxy); ``lifecycle``: a resumed one, to adopt."""
+    """A new container actor (its proxy) on ``host`` (None: the first host);
+    ``lifecycle``: a resumed one, to adopt. The host gives its libvirt link, the address
+    its guest ports are forwarded on, its ISO and its domain type (``overrides`` win)."""
+    chosen = context.hosts.get(host)
+    on_host = {
+        "host": chosen.name,
+        "forward_address": chosen.settings.address,
+        "iso_path": chosen.iso_path(context.settings),
+        "domain_type": chosen.link.domain_type,
+    }
     return start_container_with(
         context.journal,
-        context.hypervisors.get(),
-        container_settings(context, **overrides),
+        chosen.link.get(),
+        container_settings(context, **{**on_host, **overrides}),
         container_uuid,
         lifecycle,
         _failure_listener(context),

@@ -17,6 +17,11 @@ ready nor filling, the CREATE boots one as without a pool.
 A failed fill is unwound and journalled by CREATE's unwind, logged once, and retried
 after a backoff that doubles up to :data:`BACKOFF_MAX`. The server's stop ends the fill in
 flight at its next step and the ready containers (journalled), waiting a bounded time.
+
+Each hypervisor host has its own pool of ``warm_pool_size`` (:class:`Pools` holds them):
+a host's pool fills only while the host is enabled and ready, its slots counted on that
+host. A CREATE takes a ready container from the best open host that has one (placement's
+order), else waits for one filling on an open host, else boots its own.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from collections import deque
 from anweddol_actors.actors.base import one_line
 from anweddol_actors.engine.context import EngineContext
 from anweddol_actors.engine.create import Pooled, discard, fill
+from anweddol_actors.engine.placement import ranked, views
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +48,12 @@ STOP_GRACE = 30.0
 
 
 class Pool:
-    def __init__(self, context: EngineContext, size: int) -> None:
+    """One host's warm pool (``host``: None for the first host)."""
+
+    def __init__(self, context: EngineContext, size: int, host: str | None = None) -> None:
         self.context = context
         self.size = size
+        self.host = host or context.hosts.first.name
         self._cond = threading.Condition()
         self._ready: deque[Pooled] = deque()
         self._filling = 0
@@ -52,6 +61,10 @@ class Pool:
         self._thread: threading.Thread | None = None
 
     # -- what CREATE, STAT and status ask ------------------------------------------------
+
+    def filling(self) -> int:
+        with self._cond:
+            return self._filling
 
     def take(self, timeout: float | None = None) -> Pooled | None:
         """A ready pooled container, now the caller's alone; None when none is ready nor
@@ -85,8 +98,14 @@ class Pool:
 
     def start(self) -> None:
         self._stopped.clear()
-        self._thread = threading.Thread(target=self._run, name="warm-pool", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"warm-pool-{self.host}", daemon=True
+        )
         self._thread.start()
+
+    def begin_stop(self) -> None:
+        """Tell the filler to end, without waiting (``stop`` waits)."""
+        self._stopped.set()
 
     def stop(self, timeout: float = STOP_GRACE) -> None:
         """End the fill in flight (it unwinds at its next step: the server's ``stopping``
@@ -108,7 +127,7 @@ class Pool:
     # -- the filler ----------------------------------------------------------------------
 
     def _run(self) -> None:
-        log.info("warm pool: keeping %d container(s) ready", self.size)
+        log.info("warm pool: keeping %d container(s) ready on %s", self.size, self.host)
         while not self._stopped.is_set():
             try:
                 self._fill_until_stopped()
@@ -124,7 +143,7 @@ class Pool:
             if not self._wants_one() or not self._slot_taken():
                 continue
             try:
-                pooled = fill(self.context)
+                pooled = fill(self.context, self.host)
             except Exception as exc:
                 self._filled(None)
                 if self._stopped.is_set() or self.context.stopping.is_set():
@@ -143,13 +162,14 @@ class Pool:
             log.info("warm pool: container %s ready", pooled.uuid)
 
     def _wants_one(self) -> bool:
-        """Whether a fill is due: room in the pool, libvirt reconciled and answering.
-        Waits (bounded) when not, so the loop never spins."""
+        """Whether a fill is due: room in the pool, the host enabled, reconciled and
+        answering. Waits (bounded) when not, so the loop never spins."""
         with self._cond:
             if len(self._ready) + self._filling >= self.size:
                 self._cond.wait(IDLE_LOOK)
                 return False
-        if not self.context.hypervisor_ready():
+        context = self.context
+        if not context.hypervisor_ready(self.host) or not context.journal.host_enabled(self.host):
             self._stopped.wait(IDLE_LOOK)
             return False
         return True
@@ -162,7 +182,7 @@ class Pool:
             # meanwhile waits for this fill rather than take the slot it needs.
             self._filling += 1
         try:
-            taken = self.context.registry.reserve_slot(pooled=True).get()
+            taken = self.context.registry.reserve_slot(self.host, pooled=True).get()
         except Exception:
             self._filled(None)
             raise
@@ -190,3 +210,55 @@ class Pool:
             discard(self.context, pooled, reason)
         except Exception:
             log.exception("warm pool: container %s not ended", pooled.uuid)
+
+
+class Pools:
+    """The warm pools of every host, seen by CREATE, STAT and ``status`` as one."""
+
+    def __init__(self, context: EngineContext, size: int) -> None:
+        self.context = context
+        self.size = size
+        self.pools = {host.name: Pool(context, size, host.name) for host in context.hosts}
+
+    def take(self, timeout: float | None = None) -> Pooled | None:
+        """A ready pooled container of an open host (the best first, in placement's
+        order), now the caller's alone; else one filling on an open host, waited for
+        (``timeout``, as :meth:`Pool.take`); None when there is neither."""
+        open_hosts = set(self.context.open_hosts())
+        order = [
+            view.name
+            for view in ranked(views(self.context, memory=False))
+            if view.name in open_hosts
+        ]
+        for name in order:
+            pooled = self.pools[name].take(timeout=0)
+            if pooled is not None:
+                return pooled
+        for name in order:
+            if self.pools[name].filling():
+                return self.pools[name].take(timeout)
+        return None
+
+    def ready_count(self, hosts: list[str] | None = None) -> int:
+        """The ready containers of ``hosts`` (None: of every host)."""
+        names = self.pools if hosts is None else hosts
+        return sum(self.pools[name].ready_count() for name in names if name in self.pools)
+
+    def status(self) -> dict[str, int]:
+        """``size``, ``ready`` and ``filling`` summed over the hosts: what ``status`` shows."""
+        total = {"size": 0, "ready": 0, "filling": 0}
+        for pool in self.pools.values():
+            for key, value in pool.status().items():
+                total[key] += value
+        return total
+
+    def start(self) -> None:
+        for pool in self.pools.values():
+            pool.start()
+
+    def stop(self, timeout: float = STOP_GRACE) -> None:
+        # Every fill told to end first, so the pools' bounded waits run side by side.
+        for pool in self.pools.values():
+            pool.begin_stop()
+        for pool in self.pools.values():
+            pool.stop(timeout)

@@ -18,10 +18,16 @@ allows: the rest is finished at the reconnection).
 Timers and libvirt's event thread only *tell* the reaper; every transition happens on the
 reaper's own thread, which is the "server's event thread" where automatic-action handlers
 run (``CONTEXT_AUTOMATIC_ACTION``), never inside an entity actor.
+
+Per hypervisor host: each host's link tells its own (re)connections (reconciled for that
+host), its domains' stop events come from its own connection, and a tick asks each
+container's own host (an unreachable host's containers are checked for their lifetimes
+only, its stuck teardowns retried once it answers).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -80,13 +86,14 @@ class ReaperActor(pykka.ThreadingActor):
         self.context.dispatch.report(exc, {}, transition, CONTEXT_AUTOMATIC_ACTION)
         self.reap(container_uuid, {"reason": f"{kind} failed: {one_line(exc)}"})
 
-    def reconnected(self) -> None:
-        """libvirt answers (again): reconcile what the outage may have left, then tick."""
+    def reconnected(self, host: str | None = None) -> None:
+        """A host's libvirt answers (again): reconcile what the outage may have left there,
+        then tick. ``host``: None for the first host."""
         context = self.context
         try:
-            if context.recovered.is_set():
-                after_outage(context)
-            elif not recover(context):
+            if context.hosts.get(host).recovered.is_set():
+                after_outage(context, host)
+            elif not recover(context, context.hosts.get(host).name):
                 return  # lost again: the next connection tries again
         except Exception as exc:
             log.warning("reconciliation after reconnection failed: %s", one_line(exc))
@@ -96,22 +103,29 @@ class ReaperActor(pykka.ThreadingActor):
     def tick(self) -> None:
         """One round of housekeeping (told by the timer thread)."""
         context = self.context
-        hypervisor = context.hypervisors.opened
-        if hypervisor is not None and not hypervisor.connected:
-            hypervisor = None  # unreachable: nothing to ask it, nothing to retry yet
         now = time.monotonic()
         for entry in context.registry.live().get():
             try:
-                details = self._why_end(entry, hypervisor, now)
+                details = self._why_end(entry, self._answering(entry.host), now)
             except Exception:
                 log.exception("could not check container %s", entry.uuid)
                 continue
             if details is not None:
                 self.reap(entry.uuid, details)
-        if hypervisor is None:
-            return
         for entry in context.registry.stuck().get():
-            self._retry(entry)
+            if self._answering(entry.host) is not None:
+                self._retry(entry)
+
+    def _answering(self, host: str):
+        """The connection of ``host`` when it answers, else None (unreachable, or a host
+        no longer configured: nothing to ask it, nothing to retry yet)."""
+        try:
+            hypervisor = self.context.hosts.get(host).link.opened
+        except KeyError:
+            return None
+        if hypervisor is not None and not hypervisor.connected:
+            return None
+        return hypervisor
 
     def _why_end(self, entry: LiveContainer, hypervisor, now: float) -> dict | None:
         """Why this live container must end now (the journalled details), or None."""
@@ -144,22 +158,23 @@ class Reaper:
         self._actor = None
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
-        self._watching = False
+        self._watching: set[str] = set()
 
     def start(self) -> None:
         self._actor = ReaperActor.start(self.context).proxy()
         self.context.on_entity_failed = self._on_entity_failed
-        self.context.hypervisors.when_connected(self._connected)
+        for host in self.context.hosts:
+            host.link.when_connected(functools.partial(self._connected, host.name))
         self._timer = threading.Thread(target=self._tick, name="anweddol-reaper-tick", daemon=True)
         self._timer.start()
 
-    def _connected(self) -> None:
-        """At every libvirt (re)connection: subscribe to its stop events once (the
-        connection registers them again after a loss), and reconcile (on the actor)."""
-        if not self._watching:
-            self._watching = True
-            self.context.hypervisors.get().watch_stops(self._on_domain_stopped)
-        self._tell("reconnected")
+    def _connected(self, host: str) -> None:
+        """At every (re)connection of a host's libvirt: subscribe to its stop events once
+        (the connection registers them again after a loss), and reconcile (on the actor)."""
+        if host not in self._watching:
+            self._watching.add(host)
+            self.context.hosts.get(host).link.get().watch_stops(self._on_domain_stopped)
+        self._tell("reconnected", host)
 
     def _tell(self, method: str, *args) -> None:
         actor = self._actor

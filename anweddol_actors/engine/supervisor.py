@@ -29,10 +29,11 @@ from anweddol_actors.actors.endpoint_shell import EndpointShellActor
 from anweddol_actors.actors.forwarder import ForwarderActor
 from anweddol_actors.actors.registry import Registry
 from anweddol_actors.engine import recovery
-from anweddol_actors.engine.context import EngineContext, HypervisorLink, Request, Verb
+from anweddol_actors.engine.context import EngineContext, Request, Verb
 from anweddol_actors.engine.dispatch import Dispatch
 from anweddol_actors.engine.entities import stop_actor
-from anweddol_actors.engine.pool import Pool
+from anweddol_actors.engine.hosts import Hosts
+from anweddol_actors.engine.pool import Pools
 from anweddol_actors.engine.reaper import Reaper
 from anweddol_actors.engine.session import Session, SessionActor
 from anweddol_actors.engine.settings import Settings
@@ -76,19 +77,20 @@ class Server:
         journal: Journal | None = None,
     ) -> None:
         journal = journal if journal is not None else Journal(settings.database)
+        hosts = Hosts(settings)
         self.context = EngineContext(
             settings=settings,
             journal=journal,
-            registry=Registry.start(settings.max_containers).proxy(),
+            registry=Registry.start(settings.max_containers, hosts.limits()).proxy(),
             dispatch=Dispatch(),
-            hypervisors=HypervisorLink(settings),
+            hosts=hosts,
             owner=owner_of(journal),
             private_key=private_key,
             passive=passive,
             metrics=Metrics(),
         )
         if settings.warm_pool_size > 0:
-            self.context.pool = Pool(self.context, settings.warm_pool_size)
+            self.context.pool = Pools(self.context, settings.warm_pool_size)
         self.lifecycle = Lifecycle("server", uuid.uuid4().hex, journal)
         self._listener: Listener | None = None
         self._reaper: Reaper | None = None
@@ -290,7 +292,7 @@ class Server:
         if self.lifecycle.can("destroy"):
             self.lifecycle.fire("destroy")
         self.context.registry.actor_ref.stop()
-        self.context.hypervisors.close()
+        self.context.hosts.close()
         self.context.journal.close()
 
     def wait_stopped(self, timeout: float | None = None) -> bool:

@@ -103,7 +103,7 @@ def destroy(request: Request) -> dict | None:
             transition, EVENT_AUTHENTICATION_ERROR, CONTEXT_NORMAL_PROCESS, request.base_data
         )
         return respond(request, False, RESPONSE_MSG_BAD_AUTH)
-    if not context.hypervisor_ready():
+    if not context.hypervisor_ready(_host_of(context, container_uuid)):
         # Nothing is touched: the credentials and the container stay, the client retries.
         return respond(request, False, RESPONSE_MSG_UNAVAILABLE, reason=HYPERVISOR_UNREACHABLE)
     pause(context.settings, "destroy:authenticated")
@@ -118,6 +118,13 @@ def destroy(request: Request) -> dict | None:
     response = respond(request, True, RESPONSE_MSG_OK)
     pause(context.settings, "destroy:response_sent")
     return response
+
+
+def _host_of(context: EngineContext, container_uuid: str) -> str | None:
+    """The host a live container runs on (None when it is not live: any host will do,
+    the teardown has nothing to ask libvirt)."""
+    entry = context.registry.get(container_uuid).get()
+    return None if entry is None else entry.host
 
 
 # The undo of each piece of a container, in the order they are ended: (the data key of the

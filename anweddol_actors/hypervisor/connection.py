@@ -404,6 +404,18 @@ class Hypervisor:
 
     # -- host -----------------------------------------------------------------------------
 
+    def free_memory(self) -> int | None:
+        """The host's free memory in bytes (``getFreeMemory``), or None when libvirt cannot
+        say (unreachable, or a driver without it). Bounded like every call on a remote
+        connection: the keepalive ends a call to a host that stopped answering."""
+        conn = self._conn
+        if conn is None:
+            return None
+        try:
+            return int(conn.getFreeMemory())
+        except libvirt.libvirtError:
+            return None
+
     def detect_domain_type(self) -> str:
         """``kvm`` when it really works, ``qemu`` (TCG emulation) otherwise; ``test`` on
         libvirt's test driver.

@@ -66,9 +66,9 @@ def test_containers_list_and_destroy(running, admin, config):
     result = cli("containers", "list", "-c", str(config))
     assert result.returncode == 0, result.stderr
     header, line = result.stdout.splitlines()
-    assert header.split() == ["uuid", "state", "age", "client", "port", "expires"]
-    assert line.split()[:2] == [container_uuid, "started_serving"]
-    assert line.split()[3:] == ["127.0.0.9", str(port), "never"]
+    assert header.split() == ["uuid", "host", "state", "age", "client", "port", "expires"]
+    assert line.split()[:3] == [container_uuid, "local", "started_serving"]
+    assert line.split()[4:] == ["127.0.0.9", str(port), "never"]
 
     listed = json.loads(cli("containers", "list", "--json", "-c", str(config)).stdout)
     assert (listed["status"], listed["message"]) == ("OK", "Live containers")

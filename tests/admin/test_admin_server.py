@@ -80,7 +80,10 @@ def test_modes_of_socket_and_folder(admin, socket_path):
         (b"this is not json\n", "bad request: not a JSON line"),
         (b"", "bad request: not a JSON line"),
         (b"[1, 2]\n", "bad request: no command"),
-        (b'{"command": "reboot"}\n', "unknown command 'reboot' (known: destroy, list, status)"),
+        (
+            b'{"command": "reboot"}\n',
+            "unknown command 'reboot' (known: destroy, drain, enable, hosts, list, status)",
+        ),
         (b'{"command": "destroy"}\n', "destroy: the argument 'uuid' is required"),
         (b'{"command": "destroy", "uuid": 7}\n', "destroy: the argument 'uuid' is required"),
         (b"{" + b" " * MAX_REQUEST_SIZE + b"}\n", f"larger than {MAX_REQUEST_SIZE} bytes"),
