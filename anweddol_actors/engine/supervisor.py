@@ -32,10 +32,11 @@ from anweddol_actors.engine import recovery
 from anweddol_actors.engine.context import EngineContext, HypervisorLink, Request, Verb
 from anweddol_actors.engine.dispatch import Dispatch
 from anweddol_actors.engine.entities import stop_actor
+from anweddol_actors.engine.hostloss import HostWatch
 from anweddol_actors.engine.pool import Pool
 from anweddol_actors.engine.reaper import Reaper
 from anweddol_actors.engine.session import Session, SessionActor
-from anweddol_actors.engine.settings import Settings
+from anweddol_actors.engine.settings import LOCAL_HOST, Settings
 from anweddol_actors.engine.verbs import teardown
 from anweddol_actors.journal import Journal
 from anweddol_actors.lifecycle import Lifecycle, Transition
@@ -92,6 +93,7 @@ class Server:
         self.lifecycle = Lifecycle("server", uuid.uuid4().hex, journal)
         self._listener: Listener | None = None
         self._reaper: Reaper | None = None
+        self._host_watches: list[HostWatch] = []
         self._sessions: set[Session] = set()
         self._sessions_lock = threading.Lock()
         # Open client connections against server.max_connections(_per_address); what the
@@ -150,6 +152,11 @@ class Server:
                 recovery.begin(context)
                 self._reaper = Reaper(context)
                 self._reaper.start()
+                # Host loss: one watcher per hypervisor host; the server has one link
+                # today (host "local"). Stopped in _stop_parts, before the journal closes.
+                self._host_watches = [HostWatch(context, LOCAL_HOST, context.hypervisors)]
+                for watch in self._host_watches:
+                    watch.start()
                 if context.pool is not None:
                     # It fills once the reconciliation ran and libvirt answers.
                     context.pool.start()
@@ -209,6 +216,10 @@ class Server:
         if self._reaper is not None:
             self._reaper.stop()
             self._reaper = None
+        # Host loss (see start): its sweep must not run on a closed journal.
+        for watch in self._host_watches:
+            watch.stop()
+        self._host_watches = []
         self.context.started_at = None
 
     def _drain_sessions(self) -> None:
