@@ -131,6 +131,11 @@ class HostWatch:
         )
         self._thread.start()
 
+    @property
+    def watching(self) -> bool:
+        """Whether the watcher's thread runs (not with a null grace, nor once stopped)."""
+        return self._thread is not None
+
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
@@ -162,7 +167,7 @@ class HostWatch:
             if not self.lost.is_set():
                 self.lost.set()
                 log.warning(
-                    "host %s unreachable for %.0f s (grace %g s): its containers are lost",
+                    "host %s unreachable for %.1f s (grace %g s): its containers are lost",
                     self.host,
                     unreachable_for,
                     self.grace,
@@ -231,7 +236,7 @@ class HostWatch:
         stop_actor(entry.forwarder)
         stop_actor(entry.container)
         log.warning(
-            "container %s lost: host %s unreachable for %.0f s; credentials revoked, port %s freed",
+            "container %s lost: host %s unreachable for %.1f s; credentials revoked, port %s freed",
             entry.uuid,
             self.host,
             unreachable_for,
@@ -264,7 +269,7 @@ class HostWatch:
         stop_actor(pooled.shell)
         stop_actor(pooled.container)
         log.warning(
-            "container %s lost (warm pool): host %s unreachable for %.0f s",
+            "container %s lost (warm pool): host %s unreachable for %.1f s",
             pooled.uuid,
             self.host,
             unreachable_for,
