@@ -216,6 +216,28 @@ class ContainerActor(EntityActor):
             data={"listen_port": forwarder_port, "guest_address": list(self.guest_address or ())},
         )
 
+    def mark_lost(
+        self, host: str, unreachable_for: float, context: int | None = None
+    ) -> Transition:
+        """Journal ``lose``: the container's host was unreachable for ``unreachable_for``
+        seconds, past the grace. Nothing is asked of libvirt (it does not answer): the
+        domain, if it still runs there, is the host watcher's to destroy once the host is
+        back (engine/hostloss.py), so this actor ends without releasing it."""
+        return self.lifecycle.fire(
+            "lose",
+            context=context,
+            details={"host": host, "unreachable_for": round(unreachable_for, 1)},
+            data={"host": host},
+        )
+
+    def _end_quietly(self) -> None:
+        # A lost container's domain is on a host that does not answer: destroying it here
+        # would only fail and journal a ``fail``; the host watcher destroys it (journalled
+        # ``lost → destroyed``) when the host is back, or the next start reconciles it.
+        if self.lifecycle.state == "lost":
+            return
+        super()._end_quietly()
+
     def stop_domain(
         self, context: int | None = None, reason: str | None = None, details: dict | None = None
     ) -> Transition | None:

@@ -32,6 +32,7 @@ from anweddol_actors.engine import recovery
 from anweddol_actors.engine.context import EngineContext, Request, Verb
 from anweddol_actors.engine.dispatch import Dispatch
 from anweddol_actors.engine.entities import stop_actor
+from anweddol_actors.engine.hostloss import HostWatch
 from anweddol_actors.engine.hosts import Hosts
 from anweddol_actors.engine.pool import Pools
 from anweddol_actors.engine.reaper import Reaper
@@ -94,6 +95,7 @@ class Server:
         self.lifecycle = Lifecycle("server", uuid.uuid4().hex, journal)
         self._listener: Listener | None = None
         self._reaper: Reaper | None = None
+        self._host_watches: list[HostWatch] = []
         self._sessions: set[Session] = set()
         self._sessions_lock = threading.Lock()
         # Open client connections against server.max_connections(_per_address); what the
@@ -152,6 +154,13 @@ class Server:
                 recovery.begin(context)
                 self._reaper = Reaper(context)
                 self._reaper.start()
+                # Host loss: one watcher per hypervisor host. Stopped in _stop_parts,
+                # before the journal closes.
+                self._host_watches = [
+                    HostWatch(context, host.name, host.link) for host in context.hosts
+                ]
+                for watch in self._host_watches:
+                    watch.start()
                 if context.pool is not None:
                     # It fills once the reconciliation ran and libvirt answers.
                     context.pool.start()
@@ -211,6 +220,10 @@ class Server:
         if self._reaper is not None:
             self._reaper.stop()
             self._reaper = None
+        # Host loss (see start): its sweep must not run on a closed journal.
+        for watch in self._host_watches:
+            watch.stop()
+        self._host_watches = []
         self.context.started_at = None
 
     def _drain_sessions(self) -> None:

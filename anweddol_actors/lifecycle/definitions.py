@@ -178,6 +178,9 @@ CONTAINER = MachineSpec(
         State("stopped"),
         State("destroyed"),
         _FAILED,
+        # Its hypervisor host was unreachable longer than the grace (engine/hostloss.py):
+        # out of service, credentials revoked, slot freed; its domain may still run there.
+        State("lost"),
     ),
     edges=(
         # start = the libvirt domain is running; the guest is still booting.
@@ -190,7 +193,12 @@ CONTAINER = MachineSpec(
         Edge("serve", ("started_administered", "started_pooled"), "started_serving"),
         Edge("stop", ("started",), "stopped"),
         Edge("fail", _FAILABLE, "failed"),
-        Edge("destroy", ("created", "stopped", "failed"), "destroyed"),
+        # Every state a live or pooled container (or a fill) is in while its host is away.
+        Edge("lose", ("started",), "lost"),
+        # From lost, only the end: once its leftover domain is destroyed (the host is back,
+        # or the next start reconciles it). No way back to serving: its credentials were
+        # revoked and its forwarder's port freed when it was lost (engine/hostloss.py).
+        Edge("destroy", ("created", "stopped", "failed", "lost"), "destroyed"),
     ),
 )
 

@@ -118,6 +118,10 @@ EVENTS_OF: Mapping[TransitionKey, tuple[str, ...]] = _validate_events(
         ("container", "start"): (EVENT_CONTAINER_DOMAIN_STARTED,),
         ("container", "stop"): (EVENT_CONTAINER_DOMAIN_STOPPED,),
         ("container", "fail"): (EVENT_RUNTIME_ERROR, EVENT_CONTAINER_DOMAIN_STOPPED),
+        # Its host is away: for the server the container has ended, as if its domain
+        # stopped (what handlers that count or bill containers must hear). Not a runtime
+        # error: nothing of the server failed, and the loss is logged (engine/hostloss.py).
+        ("container", "lose"): (EVENT_CONTAINER_DOMAIN_STOPPED,),
         ("endpoint_shell", "create"): (EVENT_ENDPOINT_SHELL_CREATED,),
         ("endpoint_shell", "open"): (EVENT_ENDPOINT_SHELL_OPENED,),
         ("endpoint_shell", "close"): (EVENT_ENDPOINT_SHELL_CLOSED,),

@@ -14,7 +14,8 @@ from anweddol_actors.lifecycle.definitions import SPECS
 __all__ = ["CONTAINER_STATES", "containers_by_state"]
 
 _SPEC = SPECS["container"]
-# created, started_booting, started_administered, started_pooled, started_serving, stopped, failed.
+# created, started_booting, started_administered, started_pooled, started_serving, stopped,
+# failed, lost.
 CONTAINER_STATES: tuple[str, ...] = tuple(
     state for state in _SPEC.leaves if state not in _SPEC.terminal
 )

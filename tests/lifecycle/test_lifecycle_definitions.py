@@ -65,7 +65,18 @@ CONTRACT = {
                 "stopped",
             )
         },
-        **{(s, "destroy"): "destroyed" for s in ("created", "stopped", "failed")},
+        # Its host away past the grace (engine/hostloss.py): lost from any started child,
+        # and from lost only the end, once its leftover domain is destroyed.
+        **{
+            (s, "lose"): "lost"
+            for s in (
+                "started_booting",
+                "started_administered",
+                "started_pooled",
+                "started_serving",
+            )
+        },
+        **{(s, "destroy"): "destroyed" for s in ("created", "stopped", "failed", "lost")},
     },
     "endpoint_shell": {
         ("created", "open"): "started",
@@ -84,7 +95,7 @@ LEAVES = {
     "server": {"created", "started", "stopped", "destroyed", "failed"},
     "session": {"created", "stopped", "destroyed", "failed"}
     | {f"started_{c}" for c in ("handshaking", "ready", "handling", "rejecting")},
-    "container": {"created", "stopped", "destroyed", "failed"}
+    "container": {"created", "stopped", "destroyed", "failed", "lost"}
     | {f"started_{c}" for c in ("booting", "administered", "pooled", "serving")},
     "endpoint_shell": {"created", "started", "stopped", "destroyed", "failed"},
     "forwarder": {"created", "started", "stopped", "destroyed", "failed"},

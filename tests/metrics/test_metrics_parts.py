@@ -142,6 +142,9 @@ def test_containers_by_state_from_the_journal(journal):
     ended = Lifecycle("container", "ended", journal)
     for trigger in ("create", "start", "stop", "destroy"):
         ended.fire(trigger)
+    lost = Lifecycle("container", "lost", journal)
+    for trigger in ("create", "start", "administer", "serve", "lose"):
+        lost.fire(trigger)
     found = samples(metrics.render().decode())
     counts = {state: value(found, "anweddol_containers", state=state) for state in CONTAINER_STATES}
     assert counts == {
@@ -152,6 +155,7 @@ def test_containers_by_state_from_the_journal(journal):
         "started_serving": 1,
         "stopped": 0,
         "failed": 0,
+        "lost": 1,
     }
     serving.fire("stop")
     serving.fire("destroy")
