@@ -9,6 +9,7 @@ import time
 import uuid
 
 import pytest
+from probes import refuses
 from secondhost import second_host, second_host_daemon  # noqa: F401 - fixtures
 
 from anweddol_actors.hypervisor import DomainSpec, Hypervisor, wait_for_ssh_banner
@@ -47,6 +48,8 @@ def test_second_host_boots_the_dev_image_and_forwards_its_address(second_host): 
             address = hypervisor.guest_address(handle.spec)
             assert address == (second_host.address, handle.spec.forward_port)
             waited = wait_for_ssh_banner(*address, timeout=BOOT_TIMEOUT)
+            # The forward binds the host's address only: not reachable on 127.0.0.1.
+            assert refuses(handle.spec.forward_port)
             print(
                 f"second host: daemon started in {second_host.seconds_to_start:.2f} s; "
                 f"SSH banner on {address[0]}:{address[1]} {time.monotonic() - began:.1f} s "
