@@ -24,12 +24,16 @@ def write_config(
     mode: str = "destroy",
     ports: tuple[int, int] = FORWARDER_PORTS,
     warm_pool_size: int | None = 0,
+    container: dict[str, object] | None = None,
+    sections: str = "",
     **server: object,
 ) -> Path:
     """A configuration file for a loopback server on its own journal and keys in
-    ``folder``; ``server`` adds keys to the ``server`` section. ``warm_pool_size``: 0 (no
-    pool) unless given; None leaves the shipped default (1)."""
+    ``folder``; ``server`` adds keys to the ``server`` section, ``container`` to the
+    ``container`` section, ``sections`` whole top-level sections (YAML text) at the end.
+    ``warm_pool_size``: 0 (no pool) unless given; None leaves the shipped default (1)."""
     extra = "".join(f"  {key}: {value}\n" for key, value in server.items())
+    more = "".join(f"  {key}: {value}\n" for key, value in (container or {}).items())
     # No pool by default: on 2 cores, each test's server would boot an extra VM in the
     # background, slowing the test's own boots (and leaving it one more domain to end).
     pool = "" if warm_pool_size is None else f"  warm_pool_size: {warm_pool_size}\n"
@@ -41,6 +45,7 @@ def write_config(
         "  container_memory: 256\n"
         "  container_vcpus: 1\n"
         f"{pool}"
+        f"{more}"
         "server:\n"
         "  bind_address: 127.0.0.1\n"
         f"  database: '{folder}/journal.sqlite3'\n"
@@ -51,6 +56,7 @@ def write_config(
         "port_forwarding:\n"
         f"  port_range: [{ports[0]}, {ports[1]}]\n"
         "  bind_address: 127.0.0.1\n"
+        f"{sections}"
     )
     return config
 
