@@ -307,12 +307,12 @@ def become_service(account, config, settings, pid_file: str | None, args) -> Non
 
 
 def journal_path(database: str) -> Path | None:
-    """The journal's file, None for an in-memory one."""
+    """The journal's file, None for an in-memory one or a PostgreSQL database."""
     # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
     from anweddol_actors.journal.store import MEMORY, database_path
 
     path = database_path(database)
-    return None if path == MEMORY else Path(path)
+    return None if path is None or path == MEMORY else Path(path)
 
 
 def reload_configuration(loaded, policies) -> None:
