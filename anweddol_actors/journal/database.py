@@ -171,3 +171,8 @@ def drop_connection(database: peewee.Database) -> None:
         connection.close()
     except Exception:  # noqa: BLE001 - already broken: there is nothing left to close
         pass
+
+
+def one_line(exc: BaseException) -> str:
+    """A driver's message on one line (PostgreSQL's span several: ERROR, DETAIL, HINT)."""
+    return " ".join(str(exc).split()) or type(exc).__name__

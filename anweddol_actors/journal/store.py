@@ -56,6 +56,7 @@ from anweddol_actors.journal.database import (
     connection_lost,
     driver_errors,
     drop_connection,
+    one_line,
     open_database,
     parse_location,
 )
@@ -171,7 +172,7 @@ class Journal:
         except (*self._errors, schema.SchemaError) as exc:
             if not self._db.is_closed():
                 self._db.close()
-            raise JournalError(f"cannot open journal {self.path}: {_one_line(exc)}") from exc
+            raise JournalError(f"cannot open journal {self.path}: {one_line(exc)}") from exc
         for migration in applied:
             log.info(
                 "journal %s: schema migrated to version %d (%s)",
@@ -510,7 +511,7 @@ class Journal:
             except self._errors as exc:
                 if connection_lost(self._db):
                     drop_connection(self._db)
-                raise JournalError(f"cannot {what}: {_one_line(exc)}") from exc
+                raise JournalError(f"cannot {what}: {one_line(exc)}") from exc
 
     def _set_synchronous(self, level: str) -> None:
         """Switch the SQLite connection's ``synchronous`` level (outside a transaction,
@@ -520,8 +521,3 @@ class Journal:
             return
         self._db.execute_sql(f"PRAGMA synchronous = {level}")
         self._synchronous = level
-
-
-def _one_line(exc: BaseException) -> str:
-    """A driver's message on one line (PostgreSQL's span several: ERROR, DETAIL, HINT)."""
-    return " ".join(str(exc).split()) or type(exc).__name__
