@@ -114,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
 
     # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
     from anweddol_actors.core.server import ServerInterface
+    from anweddol_actors.journal import JournalError
 
     try:
         server = ServerInterface(
@@ -126,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
         )
     except OSError as exc:
         raise CliError(f"cannot open the journal {settings.database}: {exc}") from None
+    except JournalError as exc:  # its message names the journal (a URL without its password)
+        raise CliError(str(exc)) from None
     try:
         policies = install_policies(server, config)
     except AnweddolError as exc:

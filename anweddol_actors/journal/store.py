@@ -171,7 +171,7 @@ class Journal:
             applied = schema.migrate(self._db, self._models)
         except (*self._errors, schema.SchemaError) as exc:
             if not self._db.is_closed():
-                self._db.close()
+                drop_connection(self._db)  # not close(): a broken link would raise again
             raise JournalError(f"cannot open journal {self.path}: {one_line(exc)}") from exc
         for migration in applied:
             log.info(

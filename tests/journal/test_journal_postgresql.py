@@ -159,3 +159,21 @@ def test_the_password_is_never_shown(pg_server, pg_url):
     with pytest.raises(JournalError, match="password authentication failed") as info:
         Journal(wrong)
     assert "wrong-password" not in str(info.value)
+
+
+def test_serve_with_an_unreachable_postgresql_journal_is_a_one_line_error(pg_server, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.commands import write_test_driver_config
+
+    config = write_test_driver_config(tmp_path)
+    url = f"postgresql://anweddol:secret@127.0.0.3:{pg_server.port}/journal?connect_timeout=5"
+    command = [sys.executable, "-m", "anweddol_actors", "serve", "-c", str(config)]
+    done = subprocess.run(
+        [*command, "--port", "0", "--database", url], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: cannot open journal postgresql://anweddol:***@127.0.0.3")
+    assert "Traceback" not in done.stderr and "secret" not in done.stderr
