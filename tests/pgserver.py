@@ -184,7 +184,8 @@ def _start() -> PgServer:
     password_file.unlink()
     if initdb.returncode != 0:
         shutil.rmtree(folder, ignore_errors=True)
-        pytest.fail(f"initdb failed: {initdb.stderr.strip().splitlines()[-1:]}", pytrace=False)
+        reason = (initdb.stderr.strip().splitlines() or ["no message"])[-1]
+        pytest.fail(f"initdb failed: {reason}", pytrace=False)
     for _attempt in range(3):  # a free port may be taken between probe and bind
         server.port = _free_port()
         options = f"-c listen_addresses=127.0.0.1 -p {server.port} -k {folder} -c fsync=on"
@@ -204,9 +205,10 @@ def _start() -> PgServer:
         if started.returncode == 0:
             break
     else:
-        log = (folder / "server.log").read_text(errors="replace") if folder.exists() else ""
+        log = folder / "server.log"
+        lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
         _stop(server)
-        pytest.fail(f"pg_ctl start failed: {log.strip().splitlines()[-1:]}", pytrace=False)
+        pytest.fail(f"pg_ctl start failed: {(lines or ['no log'])[-1]}", pytrace=False)
     server.admin(f"CREATE ROLE {ROLE} LOGIN PASSWORD '{server.role_password}'")
     return server
 
