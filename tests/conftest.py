@@ -48,6 +48,9 @@ settings.register_profile(
 _default = "ci" if os.environ.get("CI", "").lower() == "true" else "dev"
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", _default))
 
+# The PostgreSQL server of the store tests (started only when a test asks for it).
+pytest_plugins = ("tests.pgserver",)
+
 LEAK_TIMEOUT = float(os.environ.get("ANWEDDOL_LEAK_TIMEOUT", "10"))
 POLL_INTERVAL = 0.02
 STOP_TIMEOUT = 10.0

@@ -6,7 +6,7 @@ a. Only ``core/`` and ``cli/`` import ``anweddol_actors.core`` (the seed-compati
    camelCase façade sits on top); ``anweddol_actors/__init__.py`` and ``__main__.py``
    import ``cli`` only.
 b. ``protocol/`` is sans-IO: it imports none of ``PROTOCOL_FORBIDDEN``.
-c. Only ``hypervisor/`` imports libvirt; only ``journal/`` imports peewee.
+c. Only ``hypervisor/`` imports libvirt; only ``journal/`` imports peewee and psycopg2.
 d. Layers (``LAYERS``, top to bottom): a module imports only from its own package or lower
    layers; siblings may import each other only inside ``SIBLING_LAYER``. A top-level
    package in no layer is a failure. Imports under ``if TYPE_CHECKING:`` count.
@@ -87,7 +87,7 @@ ENTRY_POINTS = ("__init__", "__main__")  # anweddol_actors/__init__.py, __main__
 PROTOCOL_FORBIDDEN = frozenset(
     {"socket", "selectors", "threading", "asyncio", "pykka", "libvirt", "peewee"}
 )
-EXCLUSIVE_IMPORTS = {"libvirt": "hypervisor", "peewee": "journal"}
+EXCLUSIVE_IMPORTS = {"libvirt": "hypervisor", "peewee": "journal", "psycopg2": "journal"}
 
 # Exemptions, each with its reason (none silent):
 # - The root package ``anweddol_actors`` (its ``__init__.py``) may be imported from any layer

@@ -129,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
 
     # Loaded here, not at the top: each command imports only what it uses (--help stays fast).
     from anweddol_actors.core.server import ServerInterface
+    from anweddol_actors.journal import JournalError
 
     try:
         server = ServerInterface(
@@ -141,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
         )
     except OSError as exc:
         raise CliError(f"cannot open the journal {redacted(settings.database)}: {exc}") from None
+    except JournalError as exc:  # its message names the journal (a URL without its password)
+        raise CliError(str(exc)) from None
     try:
         policies = install_policies(server, config)
     except AnweddolError as exc:
@@ -331,7 +334,7 @@ def journal_path(database: str) -> Path | None:
     from anweddol_actors.journal.store import MEMORY, database_path
 
     path = database_path(database)
-    return None if path == MEMORY else Path(path)
+    return None if path is None or path == MEMORY else Path(path)
 
 
 def reload_configuration(loaded, policies) -> None:

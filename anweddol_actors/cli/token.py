@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
             return list_entries(args, store.list())
         action = getattr(store, args.action)
         if not action(args.entry_id):
-            raise CliError(f"no access token with entry ID {args.entry_id} in {path}")
+            raise CliError(f"no access token with entry ID {args.entry_id} in {store.path}")
         past = {"enable": "enabled", "disable": "disabled", "delete": "deleted"}[args.action]
         return emit(args, f"Entry ID was {past}", {}, f"entry {args.entry_id} {past}")
 

@@ -1,4 +1,4 @@
-"""Durable journal of the entities' lifecycles (Peewee over SQLite).
+"""Durable journal of the entities' lifecycles (Peewee over SQLite or PostgreSQL).
 
 The only package that imports :mod:`peewee`.
 """

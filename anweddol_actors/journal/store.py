@@ -1,13 +1,21 @@
 """The journal: every accepted transition, the entities' current state, hashed credentials.
 
-One SQLite connection, shared by every thread and guarded by one lock. SQLite serialises
-writers anyway; a single connection also makes ``:memory:`` work across threads (each
-connection to ``:memory:`` is a separate, empty database).
+The journal lives in a SQLite file (or ``:memory:``) or in a PostgreSQL database
+(``postgresql://USER@HOST:PORT/DBNAME``), through the same Peewee models; its schema is
+created or migrated when it opens (journal/schema.py).
+
+One connection, shared by every thread and guarded by one lock. SQLite serialises writers
+anyway; a single connection also makes ``:memory:`` work across threads (each connection to
+``:memory:`` is a separate, empty database). A PostgreSQL connection the server closed
+(restarted, or the backend terminated) fails the call that meets it with JournalError, and
+the next call opens a new one.
 
 Transitions are the hot path (several per client request): :meth:`Journal.record_many`
-writes them with two fixed statements that sqlite3 prepares once and caches, rather than
-building each INSERT through Peewee's query compiler, which cost more CPU than the write.
-The tables and every other query stay Peewee's.
+writes them with fixed statements, rather than building each INSERT through Peewee's query
+compiler, which cost more CPU than the write: on SQLite two statements that sqlite3
+prepares once and caches; on PostgreSQL one multi-row ``INSERT ... RETURNING`` of the
+transitions and one multi-row upsert (``ON CONFLICT ... DO UPDATE``) of the entities, two
+round trips whatever the number of rows. The tables and every other query stay Peewee's.
 
 Durability: a file journal is in WAL mode. A commit is *synced* (``synchronous=FULL``: the
 WAL is fsync'd before the commit returns, so the rows survive a power loss) unless the
@@ -16,6 +24,13 @@ the rows survive a crash or kill of the server process, and reach the disk with 
 synced commit or checkpoint, which fsyncs the WAL up to and including them). Client
 sessions ask for less: they own nothing a restart must recover, and their rows were
 three fsyncs per request.
+
+On PostgreSQL a commit is synced as the server is configured (``synchronous_commit``, on by
+default: the commit returns once the WAL is flushed); an unsynced one runs
+``SET LOCAL synchronous_commit = off`` in its transaction: the commit returns before the
+flush, the rows survive the front end being killed (they are the server's already) and a
+crash of the PostgreSQL server can lose the last ones (at most three times
+``wal_writer_delay``, 600 ms by default), never half a transaction.
 """
 
 from __future__ import annotations
@@ -25,7 +40,6 @@ import hmac
 import logging
 import os
 import secrets
-import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -34,39 +48,42 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import peewee
-
 from anweddol_actors.errors import AnweddolError
+from anweddol_actors.journal import schema
+from anweddol_actors.journal.database import (
+    MEMORY,
+    DatabaseError,
+    connection_lost,
+    driver_errors,
+    drop_connection,
+    one_line,
+    open_database,
+    parse_location,
+)
 from anweddol_actors.journal.models import Models, bind_models
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DATABASE_PATH = "/var/lib/anweddol_actors/journal.sqlite3"
 
-MEMORY = ":memory:"
-_SQLITE_URL_PREFIX = "sqlite:///"
-
 
 class JournalError(AnweddolError):
     """The journal could not be opened, read or written."""
 
 
-def database_path(url: str | os.PathLike[str]) -> str:
-    """The SQLite path (or ``:memory:``) named by *url*.
+def database_path(url: str | os.PathLike[str]) -> str | None:
+    """The SQLite path (or ``:memory:``) named by *url*, None for a PostgreSQL URL (the
+    journal is then no file of this host).
 
     Accepted: ``:memory:``, a file path, ``sqlite:///relative/path``,
-    ``sqlite:////absolute/path``, ``sqlite:///:memory:``.
+    ``sqlite:////absolute/path``, ``sqlite:///:memory:``,
+    ``postgresql://USER[:PASSWORD]@HOST:PORT/DBNAME``.
     """
-    text = os.fspath(url)
-    if text.startswith("sqlite:"):
-        if not text.startswith(_SQLITE_URL_PREFIX):
-            raise JournalError(f"malformed journal URL {text!r} (expected sqlite:///PATH)")
-        text = text[len(_SQLITE_URL_PREFIX) :]
-    elif "://" in text:
-        raise JournalError(f"unsupported journal URL {text!r}: only SQLite is implemented")
-    if not text:
-        raise JournalError("empty journal database path")
-    return text
+    try:
+        location = parse_location(url)
+    except DatabaseError as exc:
+        raise JournalError(f"journal: {exc}") from None
+    return None if location.is_postgresql else location.path
 
 
 # The hot path's statements (see the module docstring). Column names are the models'
@@ -79,6 +96,21 @@ _REPLACE_ENTITY = (
     'INSERT OR REPLACE INTO "entities" ("kind", "entity_id", "state", "terminal", "data",'
     ' "updated") VALUES (?, ?, ?, ?, ?, ?)'
 )
+# PostgreSQL's: one statement for all the rows of a commit (a round trip each); the VALUES
+# groups are repeated once per row.
+_PG_INSERT_TRANSITIONS = (
+    'INSERT INTO "transitions" ("time", "kind", "entity_id", "trigger", "source", "dest",'
+    ' "context", "details") VALUES {values} RETURNING "id"'
+)
+_PG_TRANSITION_VALUES = "(%s, %s, %s, %s, %s, %s, %s, %s)"
+_PG_UPSERT_ENTITIES = (
+    'INSERT INTO "entities" ("kind", "entity_id", "state", "terminal", "data", "updated")'
+    ' VALUES {values} ON CONFLICT ("kind", "entity_id") DO UPDATE SET'
+    ' "state" = EXCLUDED."state", "terminal" = EXCLUDED."terminal",'
+    ' "data" = EXCLUDED."data", "updated" = EXCLUDED."updated"'
+)
+_PG_ENTITY_VALUES = "(%s, %s, %s, %s, %s, %s)"
+_PG_UNSYNCED = "SET LOCAL synchronous_commit = off"
 
 
 def _now() -> str:
@@ -93,8 +125,14 @@ class Journal:
     """Durable record of the entities' lifecycles. Safe to share between threads."""
 
     def __init__(self, url: str | os.PathLike[str] = DEFAULT_DATABASE_PATH, *, create: bool = True):
-        self.path = database_path(url)
-        if self.path != MEMORY:
+        try:
+            location = parse_location(url)
+        except DatabaseError as exc:
+            raise JournalError(f"journal: {exc}") from None
+        self.path = location.path  # the file, or the PostgreSQL URL without its password
+        self.postgresql = location.is_postgresql
+        file = not self.postgresql and self.path != MEMORY
+        if file:
             parent = Path(self.path).parent
             if not create and not Path(self.path).exists():
                 raise JournalError(f"journal database not found: {self.path}")
@@ -103,25 +141,22 @@ class Journal:
             except OSError as exc:
                 raise JournalError(f"cannot create {parent}: {exc.strerror}") from exc
         self._lock = threading.RLock()
-        # thread_safe=False: one connection state for all threads (our lock serialises them);
-        # check_same_thread=False lets sqlite3 accept that connection from any thread.
-        self._db = peewee.SqliteDatabase(
-            self.path,
-            thread_safe=False,
-            autoconnect=False,
-            check_same_thread=False,
-            timeout=30,
-            pragmas={"journal_mode": "wal", "synchronous": "full", "foreign_keys": 1}
-            if self.path != MEMORY
+        self._errors = driver_errors()
+        self._db = open_database(
+            location,
+            sqlite_pragmas={"journal_mode": "wal", "synchronous": "full", "foreign_keys": 1}
+            if file
             else {},
         )
+        self._closed = False
         self._models: Models = bind_models(self._db)
         # How the JSON columns are written (the model field's own conversion, so rows
         # written by the hot path read back exactly as Peewee's would).
         self._json = self._models.transition.details.db_value
-        # The connection's current ``synchronous`` level: switched only when a commit
-        # asks for another (a file journal; ``:memory:`` has nothing to sync).
-        self._synchronous = "full" if self.path != MEMORY else None
+        # The SQLite connection's current ``synchronous`` level: switched only when a
+        # commit asks for another (a file journal; ``:memory:`` has nothing to sync, and
+        # PostgreSQL sets it per transaction).
+        self._synchronous = "full" if file else None
         # Write transactions committed: one fsync each on a file journal. Read by tests and
         # benchmarks to show what a connection costs the disk.
         self.commits = 0
@@ -133,10 +168,18 @@ class Journal:
         self._decoy_digest = _sha256(secrets.token_hex(32))
         try:
             self._db.connect()
-            self._db.create_tables(self._models.all(), safe=True)
-        except (peewee.PeeweeException, sqlite3.Error) as exc:
-            self._db.close()
-            raise JournalError(f"cannot open journal {self.path}: {exc}") from exc
+            applied = schema.migrate(self._db, self._models)
+        except (*self._errors, schema.SchemaError) as exc:
+            if not self._db.is_closed():
+                drop_connection(self._db)  # not close(): a broken link would raise again
+            raise JournalError(f"cannot open journal {self.path}: {one_line(exc)}") from exc
+        for migration in applied:
+            log.info(
+                "journal %s: schema migrated to version %d (%s)",
+                self.path,
+                migration.version,
+                migration.what,
+            )
 
     # -- writing -----------------------------------------------------------------------
 
@@ -182,52 +225,104 @@ class Journal:
         ``sync``: the commit waits for the disk (fsync) before it returns; False commits
         without waiting, for rows that need only survive the server process (see the
         module docstring)."""
+        with self._guard(write=True, what="record a transition", sync=sync):
+            if self.postgresql:
+                ids = self._record_many_postgresql(rows)
+            else:
+                ids = self._record_many_sqlite(rows)
+        self._observe(rows)
+        return ids
+
+    def _record_many_sqlite(self, rows: list[dict[str, Any]]) -> list[int]:
+        """:meth:`record_many`'s prepared statements on SQLite (inside its transaction)."""
         ids: list[int] = []
         latest: dict[tuple[str, str], tuple] = {}
         dump = self._json
-        with self._guard(write=True, what="record a transition", sync=sync):
-            cursor = self._db.cursor()
-            for row in rows:
-                now = row.get("time") or _now()
-                kind, entity_id = row["kind"], str(row["entity_id"])
-                cursor.execute(
-                    _INSERT_TRANSITION,
-                    (
-                        now,
-                        kind,
-                        entity_id,
-                        row["trigger"],
-                        row["source"],
-                        row["dest"],
-                        row.get("context"),
-                        dump(row.get("details")),
-                    ),
-                )
-                ids.append(cursor.lastrowid)
-                latest[(kind, entity_id)] = (
+        cursor = self._db.cursor()
+        for row in rows:
+            now = row.get("time") or _now()
+            kind, entity_id = row["kind"], str(row["entity_id"])
+            cursor.execute(
+                _INSERT_TRANSITION,
+                (
+                    now,
                     kind,
                     entity_id,
+                    row["trigger"],
+                    row["source"],
                     row["dest"],
-                    bool(row.get("terminal")),
-                    dump(row.get("data") or {}),
-                    now,
-                )
-            cursor.executemany(_REPLACE_ENTITY, latest.values())
+                    row.get("context"),
+                    dump(row.get("details")),
+                ),
+            )
+            ids.append(cursor.lastrowid)
+            latest[(kind, entity_id)] = (
+                kind,
+                entity_id,
+                row["dest"],
+                bool(row.get("terminal")),
+                dump(row.get("data") or {}),
+                now,
+            )
+        cursor.executemany(_REPLACE_ENTITY, latest.values())
+        return ids
+
+    def _record_many_postgresql(self, rows: list[dict[str, Any]]) -> list[int]:
+        """:meth:`record_many`'s two statements on PostgreSQL (inside its transaction)."""
+        dump = self._json
+        transitions: list[Any] = []
+        latest: dict[tuple[str, str], tuple] = {}
+        for row in rows:
+            now = row.get("time") or _now()
+            kind, entity_id = row["kind"], str(row["entity_id"])
+            transitions += (
+                now,
+                kind,
+                entity_id,
+                row["trigger"],
+                row["source"],
+                row["dest"],
+                row.get("context"),
+                dump(row.get("details")),
+            )
+            latest[(kind, entity_id)] = (
+                kind,
+                entity_id,
+                row["dest"],
+                bool(row.get("terminal")),
+                dump(row.get("data") or {}),
+                now,
+            )
+        if not rows:
+            return []
+        cursor = self._db.cursor()
+        values = ", ".join([_PG_TRANSITION_VALUES] * len(rows))
+        cursor.execute(_PG_INSERT_TRANSITIONS.format(values=values), transitions)
+        # One statement draws its ids from the sequence row after row, in VALUES order.
+        ids = sorted(row[0] for row in cursor.fetchall())
+        values = ", ".join([_PG_ENTITY_VALUES] * len(latest))
+        entities = [value for entity in latest.values() for value in entity]
+        cursor.execute(_PG_UPSERT_ENTITIES.format(values=values), entities)
+        return ids
+
+    def _observe(self, rows: list[dict[str, Any]]) -> None:
         observer = self.on_recorded
         if observer is not None:
             try:
                 observer(rows)
             except Exception:  # the rows are durable: a miscount must not undo the fire
                 log.exception("journal: the on_recorded observer raised")
-        return ids
 
     def store_credentials(self, container_uuid: str, client_token: str) -> None:
         """Remember a (container uuid, client token) pair as SHA-256 digests only."""
+        credential = self._models.credential
+        token_sha256, created = _sha256(client_token), _now()
         with self._guard(write=True, what="store credentials"):
-            self._models.credential.replace(
-                uuid_sha256=_sha256(str(container_uuid)),
-                token_sha256=_sha256(client_token),
-                created=_now(),
+            credential.insert(
+                uuid_sha256=_sha256(str(container_uuid)), token_sha256=token_sha256, created=created
+            ).on_conflict(
+                conflict_target=[credential.uuid_sha256],
+                update={credential.token_sha256: token_sha256, credential.created: created},
             ).execute()
 
     def delete_credentials(self, container_uuid: str) -> bool:
@@ -241,9 +336,11 @@ class Journal:
 
     def record_host_key(self, entity_id: str, key: str) -> None:
         """Remember the guest host key first seen for a container (``TYPE BASE64``)."""
+        host_key, recorded = self._models.host_key, _now()
         with self._guard(write=True, what="record a host key"):
-            self._models.host_key.replace(
-                entity_id=str(entity_id), key=key, recorded=_now()
+            host_key.insert(entity_id=str(entity_id), key=key, recorded=recorded).on_conflict(
+                conflict_target=[host_key.entity_id],
+                update={host_key.key: key, host_key.recorded: recorded},
             ).execute()
 
     def server_id(self, legacy: Callable[[], str] | None = None) -> str:
@@ -252,14 +349,15 @@ class Journal:
         It marks the server's libvirt domains, so that a restart recognises its own
         leftovers. A journal written by a version that kept no id, but holding history,
         takes ``legacy()`` (the mark its domains already carry); any other gets a random
-        id. An in-memory journal therefore gets a new id for each journal object.
+        id. An in-memory journal therefore gets a new id for each journal object. A
+        PostgreSQL journal was never written by that version: ``legacy`` is not asked.
         """
         meta = self._models.meta
         with self._guard(write=True, what="read or create the server id"):
             row = meta.get_or_none(meta.key == "server_id")
             if row is not None:
                 return row.value
-            has_history = self._models.transition.select().limit(1).exists()
+            has_history = not self.postgresql and self._models.transition.select().limit(1).exists()
             value = legacy() if legacy is not None and has_history else uuid.uuid4().hex[:16]
             meta.create(key="server_id", value=value)
             return value
@@ -357,7 +455,12 @@ class Journal:
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            self._closed = True
+            if not self._db.is_closed():
+                try:
+                    self._db.close()
+                except self._errors:  # the server dropped it already: nothing to close
+                    drop_connection(self._db)
 
     def __enter__(self) -> Journal:
         return self
@@ -387,25 +490,33 @@ class Journal:
     @contextmanager
     def _guard(self, what: str, *, write: bool, sync: bool = True) -> Iterator[None]:
         """Hold the lock (and a transaction when writing, synced or not: see the module
-        docstring); report failures as JournalError."""
+        docstring); report failures as JournalError. A PostgreSQL connection the server
+        closed is dropped here, and reopened by the next call."""
         with self._lock:
-            if self._db.is_closed():
+            if self._closed:
                 raise JournalError(f"cannot {what}: the journal is closed")
             try:
+                if self._db.is_closed():  # lost at an earlier call
+                    self._db.connect()
                 if write:
                     self._set_synchronous("full" if sync else "normal")
                     # Rolls back when the block raises, and when the commit itself fails.
                     with self._db.atomic():
+                        if self.postgresql and not sync:
+                            self._db.execute_sql(_PG_UNSYNCED)
                         yield
                     self.commits += 1
                 else:
                     yield
-            except (peewee.PeeweeException, sqlite3.Error) as exc:
-                raise JournalError(f"cannot {what}: {exc}") from exc
+            except self._errors as exc:
+                if connection_lost(self._db):
+                    drop_connection(self._db)
+                raise JournalError(f"cannot {what}: {one_line(exc)}") from exc
 
     def _set_synchronous(self, level: str) -> None:
-        """Switch the connection's ``synchronous`` level (outside a transaction, where
-        SQLite allows it); nothing when it already is, or for ``:memory:``."""
+        """Switch the SQLite connection's ``synchronous`` level (outside a transaction,
+        where SQLite allows it); nothing when it already is, for ``:memory:`` or for
+        PostgreSQL."""
         if self._synchronous is None or self._synchronous == level:
             return
         self._db.execute_sql(f"PRAGMA synchronous = {level}")

@@ -1,4 +1,5 @@
-"""Credentials: only SHA-256 digests at rest, and a pair verifies only as a pair."""
+"""Credentials: only SHA-256 digests at rest, and a pair verifies only as a pair (on SQLite
+and PostgreSQL)."""
 
 import hashlib
 import secrets
@@ -10,8 +11,8 @@ from anweddol_actors.journal import Journal
 
 
 @pytest.fixture
-def journal():
-    with Journal(":memory:") as journal:
+def journal(store_url):
+    with Journal(store_url) as journal:
         yield journal
 
 
@@ -55,3 +56,15 @@ def test_delete_forgets_and_reports(journal):
     assert journal.delete_credentials("u") is True
     assert not journal.verify_credentials("u", "t")
     assert journal.delete_credentials("u") is False
+
+
+def test_plain_values_never_reach_the_postgresql_tables(pg_server, pg_url):
+    container_uuid = str(uuid.uuid4())
+    token = secrets.token_urlsafe(64)
+    with Journal(pg_url) as journal:
+        journal.store_credentials(container_uuid, token)
+    database = pg_url.rsplit("/", 1)[1]
+    rows = pg_server.admin("SELECT * FROM credentials", database=database)
+    stored = repr(rows)
+    assert token not in stored and container_uuid not in stored
+    assert hashlib.sha256(token.encode()).hexdigest() in stored

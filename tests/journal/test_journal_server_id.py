@@ -27,6 +27,14 @@ def test_a_new_journal_file_keeps_one_random_id(tmp_path):
     assert row.fetchone() == (first,)
 
 
+def test_a_postgresql_journal_keeps_one_random_id(pg_url):
+    with Journal(pg_url) as journal:
+        first = owner_of(journal)
+        journal.record(kind="container", entity_id="c", trigger="start", source="a", dest="b")
+    with Journal(pg_url) as journal:
+        assert owner_of(journal) == first
+
+
 def test_in_memory_journals_never_share_an_id():
     with Journal(":memory:") as one, Journal(":memory:") as two:
         assert owner_of(one) != owner_of(two)
@@ -67,8 +75,8 @@ def test_after_upgrade_the_old_mark_is_kept(tmp_path, monkeypatch):
         assert owner_of(journal) == old_mark
 
 
-def test_host_keys_are_pruned_with_their_container(tmp_path):
-    with Journal(tmp_path / "j.sqlite3") as journal:
+def test_host_keys_are_pruned_with_their_container(store_url):
+    with Journal(store_url) as journal:
         for uuid, terminal in (("gone", True), ("alive", False)):
             journal.record(
                 kind="container",
@@ -82,3 +90,5 @@ def test_host_keys_are_pruned_with_their_container(tmp_path):
         assert journal.prune(datetime.now(UTC) + timedelta(seconds=1)) == 1
         assert journal.host_key("gone") is None
         assert journal.host_key("alive") == "ssh-ed25519 KEY-alive"
+        journal.record_host_key("alive", "ssh-ed25519 OTHER")  # recorded again: replaced
+        assert journal.host_key("alive") == "ssh-ed25519 OTHER"

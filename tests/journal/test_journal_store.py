@@ -1,4 +1,7 @@
-"""Journal storage: opening, queries, filters, durability settings."""
+"""Journal storage: opening, queries, filters, durability settings.
+
+Tests taking ``store_url`` run on a SQLite file and on a database of a real PostgreSQL
+server (tests/pgserver.py)."""
 
 import sqlite3
 
@@ -22,13 +25,27 @@ def _record(journal, kind, entity_id, trigger, source, dest, **extra):
         ("sqlite:////var/lib/x.sqlite3", "/var/lib/x.sqlite3"),
         ("sqlite:///relative/x.sqlite3", "relative/x.sqlite3"),
         ("journal.sqlite3", "journal.sqlite3"),
+        # No file: the journal is a PostgreSQL database.
+        ("postgresql://anweddol@127.0.0.1:5432/journal", None),
+        ("postgres://anweddol:secret@db.example/journal?sslmode=require", None),
     ],
 )
-def test_database_path_accepts_paths_and_sqlite_urls(url, path):
+def test_database_path_accepts_paths_and_sqlite_and_postgresql_urls(url, path):
     assert database_path(url) == path
 
 
-@pytest.mark.parametrize("url", ["postgresql://db/journal", "sqlite:relative", "", "sqlite:///"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://db/journal",
+        "sqlite:relative",
+        "",
+        "sqlite:///",
+        "postgresql://db",
+        "postgresql://db/",
+        "postgresql://db:port/journal",
+    ],
+)
 def test_database_path_refuses_the_rest(url):
     with pytest.raises(JournalError):
         database_path(url)
@@ -58,14 +75,14 @@ def test_unwritable_folder_is_a_journal_error(tmp_path):
         Journal(blocker / "journal.sqlite3")
 
 
-def test_history_is_oldest_first_and_filters(tmp_path):
-    with Journal(tmp_path / "j.sqlite3") as journal:
+def test_history_is_oldest_first_and_filters(store_url):
+    with Journal(store_url) as journal:
         _record(journal, "container", "c", "start", "created", "started_booting", context=3)
         _record(journal, "forwarder", "c", "start", "created", "started")
         _record(journal, "session", 9, "start", "created", "started_handshaking")
         _record(journal, "container", "c", "administer", "started_booting", "started_administered")
 
-    with Journal(tmp_path / "j.sqlite3", create=False) as journal:  # durable across opens
+    with Journal(store_url, create=False) as journal:  # durable across opens
         rows = journal.history()
         assert [row["id"] for row in rows] == [1, 2, 3, 4]
         assert [row["time"] for row in rows] == sorted(row["time"] for row in rows)
@@ -79,8 +96,8 @@ def test_history_is_oldest_first_and_filters(tmp_path):
         assert [row["entity_id"] for row in journal.history(entity_id=9)] == ["9"]
 
 
-def test_entity_rows_and_live_entities():
-    with Journal(":memory:") as journal:
+def test_entity_rows_and_live_entities(store_url):
+    with Journal(store_url) as journal:
         _record(journal, "container", "c", "start", "created", "started_booting", data={"a": 1})
         _record(journal, "forwarder", "c", "destroy", "created", "destroyed", terminal=True)
         _record(journal, "session", "s", "start", "created", "started_handshaking")
@@ -100,26 +117,26 @@ def test_entity_rows_and_live_entities():
         assert [row["entity_id"] for row in journal.live_entities(kind="session")] == ["s"]
 
 
-def test_details_keep_json_types():
+def test_details_keep_json_types(store_url):
     details = {"ports": [6150, 6151], "nested": {"ok": True}, "none": None, "text": "é"}
-    with Journal(":memory:") as journal:
+    with Journal(store_url) as journal:
         _record(journal, "server", "s", "start", "created", "started", details=details)
         assert journal.history()[0]["details"] == details
 
 
-def test_closed_journal_raises_journal_error():
-    journal = Journal(":memory:")
-    journal.close()
-    with pytest.raises(JournalError, match="closed"):
-        journal.history()
+def test_closed_journal_raises_journal_error(store_url):
+    for journal in (Journal(":memory:"), Journal(store_url)):
+        journal.close()
+        with pytest.raises(JournalError, match="closed"):
+            journal.history()
 
 
-def test_prune_forgets_only_ended_entities_older_than_the_cutoff(tmp_path):
+def test_prune_forgets_only_ended_entities_older_than_the_cutoff(store_url):
     from datetime import UTC, datetime, timedelta
 
     from anweddol_actors.lifecycle import Lifecycle, replay
 
-    journal = Journal(tmp_path / "journal.sqlite3")
+    journal = Journal(store_url)
     ended = Lifecycle("session", "old", journal)
     for trigger in ("start", "handshake", "request", "close", "destroy"):
         ended.fire(trigger)
@@ -133,14 +150,14 @@ def test_prune_forgets_only_ended_entities_older_than_the_cutoff(tmp_path):
     journal.close()
 
 
-def test_prune_from_the_command_line(tmp_path):
+def test_prune_from_the_command_line(store_url):
     import json
     import subprocess
     import sys
 
     from anweddol_actors.lifecycle import Lifecycle
 
-    path = tmp_path / "journal.sqlite3"
+    path = store_url  # the command line takes a PostgreSQL URL as it takes a file
     with Journal(path) as journal:
         lifecycle = Lifecycle("forwarder", "f1", journal)
         lifecycle.fire("destroy")

@@ -12,10 +12,13 @@ ENTITIES_PER_THREAD = 15
 WALK = ("start", "stop", "destroy")
 
 
-@pytest.mark.parametrize("where", ["memory", "file"])
-def test_concurrent_lifecycles_and_credentials(tmp_path, where):
+@pytest.mark.parametrize("where", ["memory", "file", "postgresql"])
+def test_concurrent_lifecycles_and_credentials(request, tmp_path, where):
     # One :memory: journal must be the same database from every thread.
-    journal = Journal(":memory:" if where == "memory" else tmp_path / "j.sqlite3")
+    if where == "postgresql":
+        journal = Journal(request.getfixturevalue("pg_url"))
+    else:
+        journal = Journal(":memory:" if where == "memory" else tmp_path / "j.sqlite3")
     barrier = threading.Barrier(THREADS)
     errors: list[BaseException] = []
 

@@ -1,4 +1,7 @@
-"""Access tokens: format, hashing at rest, enable/disable/delete, constant-time verify."""
+"""Access tokens: format, hashing at rest, enable/disable/delete, constant-time verify.
+
+Tests taking ``store_url`` run on a SQLite file and on a database of a real PostgreSQL
+server (tests/pgserver.py); the file format's own tests stay SQLite's."""
 
 from __future__ import annotations
 
@@ -15,8 +18,8 @@ from anweddol_actors.policy import AccessTokenError, AccessTokenStore, access_to
 
 
 @pytest.fixture
-def store(tmp_path):
-    with AccessTokenStore(tmp_path / "tokens.sqlite3") as token_store:
+def store(store_url):
+    with AccessTokenStore(store_url) as token_store:
         yield token_store
 
 
@@ -51,6 +54,16 @@ def test_tokens_are_hashed_at_rest(tmp_path):
     for token in tokens:
         assert token.encode() not in raw
         assert hashlib.sha256(token.encode()).hexdigest().encode() in raw
+
+
+def test_tokens_are_hashed_at_rest_in_postgresql(pg_server, pg_url):
+    with AccessTokenStore(pg_url) as store:
+        tokens = [store.add()[1] for _ in range(5)]
+    rows = pg_server.admin("SELECT * FROM access_tokens", database=pg_url.rsplit("/", 1)[1])
+    assert len(rows) == 5
+    for token in tokens:
+        assert token not in repr(rows)
+        assert hashlib.sha256(token.encode()).hexdigest() in repr(rows)
 
 
 def test_database_file_is_owner_only(tmp_path):
@@ -132,9 +145,9 @@ def test_original_database_format_is_read(tmp_path):
         assert store.list()[0].creation_timestamp == 1700000000
 
 
-def test_changes_by_another_process_apply_at_once(tmp_path):
+def test_changes_by_another_process_apply_at_once(store_url):
     # The `token` command line and a running server hold separate connections.
-    path = tmp_path / "tokens.sqlite3"
+    path = store_url
     with AccessTokenStore(path) as server, AccessTokenStore(path) as admin:
         entry_id, token = admin.add()
         assert server.verify(token)
@@ -169,7 +182,63 @@ def test_unopenable_database_is_one_line_error(tmp_path):
     assert "cannot open access token database" in str(info.value)
 
 
+def test_unreachable_or_refused_postgresql_is_one_line_error(pg_server, pg_url):
+    wrong = pg_url.replace(pg_server.role_password, "wrong-password")
+    unreachable = f"postgresql://anweddol@127.0.0.3:{pg_server.port}/x?connect_timeout=5"
+    for url, reason in ((wrong, "password authentication failed"), (unreachable, "127.0.0.3")):
+        with pytest.raises(AccessTokenError) as info:
+            AccessTokenStore(url)
+        assert "\n" not in str(info.value)
+        assert "cannot open access token database" in str(info.value)
+        assert reason in str(info.value)
+        assert "wrong-password" not in str(info.value)
+
+
+def test_a_dropped_postgresql_connection_fails_one_call_and_the_next_reconnects(pg_server, pg_url):
+    with AccessTokenStore(pg_url) as store:
+        entry_id, token = store.add()
+        database = pg_url.rsplit("/", 1)[1]
+        pg_server.admin(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname ="
+            " current_database() AND pid <> pg_backend_pid()",
+            database=database,
+        )
+        with pytest.raises(AccessTokenError):
+            store.verify(token)
+        assert store.verify(token)
+        assert store.entry_id(token) == entry_id
+
+
+def test_the_journal_and_the_tokens_share_one_postgresql_database(pg_url):
+    from anweddol_actors.journal import Journal
+
+    with Journal(pg_url) as journal, AccessTokenStore(pg_url) as store:
+        _, token = store.add()
+        journal.record(kind="server", entity_id="s", trigger="start", source="a", dest="b")
+        assert store.verify(token)
+        assert len(journal.history()) == 1
+
+
 def test_in_memory_store():
     with AccessTokenStore(":memory:") as store:
         _, token = store.add()
         assert store.verify(token)
+
+
+def test_the_token_command_line_takes_a_postgresql_url(pg_url):
+    import json
+    import subprocess
+    import sys
+
+    def token(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "anweddol_actors", "token", "--db", pg_url, *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+    added = token("add", "--json")
+    assert added.returncode == 0, added.stderr
+    created = json.loads(added.stdout)["data"]
+    with AccessTokenStore(pg_url) as store:
+        assert store.entry_id(created["access_token"]) == created["entry_id"]
+    assert token("disable", str(created["entry_id"])).returncode == 0
+    with AccessTokenStore(pg_url) as store:
+        assert not store.verify(created["access_token"])
