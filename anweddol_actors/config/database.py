@@ -12,18 +12,14 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+# The journal opens these URLs: what is a PostgreSQL URL, and how one is shown without
+# its password, is its word.
+from anweddol_actors.journal.database import POSTGRESQL_SCHEMES, redacted
+from anweddol_actors.journal.database import is_postgresql_url as is_database_url
+
 __all__ = ["POSTGRESQL_SCHEMES", "database_problem", "is_database_url", "redacted"]
 
-# libpq takes both spellings.
-POSTGRESQL_SCHEMES = ("postgresql", "postgres")
-
 _SHAPES = "a SQLite file path, sqlite:///PATH, or postgresql://user@host:port/dbname"
-
-
-def is_database_url(text: str) -> bool:
-    """True for a PostgreSQL URL: a database on a server, not a file of this machine."""
-    scheme, separator, _ = text.partition("://")
-    return bool(separator) and scheme.lower() in POSTGRESQL_SCHEMES
 
 
 def database_problem(text: str, *, sqlite_url: bool = True) -> str | None:
@@ -51,15 +47,3 @@ def database_problem(text: str, *, sqlite_url: bool = True) -> str | None:
     if not parts.path.strip("/"):
         return "a postgresql:// URL names its database: postgresql://user@host:port/dbname"
     return None
-
-
-def redacted(text: str) -> str:
-    """``text`` with the password of a URL replaced by ``***``, for logs and errors."""
-    if not is_database_url(text):
-        return text
-    parts = urlsplit(text)
-    if parts.password is None:
-        return text
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return parts._replace(netloc=f"{user}:***@{host}").geturl()

@@ -23,7 +23,7 @@ from anweddol_actors.errors import AnweddolError
 
 MEMORY = ":memory:"
 _SQLITE_URL_PREFIX = "sqlite:///"
-_POSTGRESQL_SCHEMES = ("postgresql", "postgres")
+POSTGRESQL_SCHEMES = ("postgresql", "postgres")
 
 # Defaults for a PostgreSQL connection, each overridable in the URL's query
 # (``?connect_timeout=5``). Seconds, except the two libpq takes in milliseconds.
@@ -63,8 +63,21 @@ class Location:
 
 def is_postgresql_url(url: str | os.PathLike[str]) -> bool:
     """Whether *url* names a PostgreSQL database (``postgresql://`` or ``postgres://``)."""
-    text = os.fspath(url)
-    return any(text.startswith(f"{scheme}://") for scheme in _POSTGRESQL_SCHEMES)
+    scheme, separator, _ = os.fspath(url).partition("://")
+    return bool(separator) and scheme.lower() in POSTGRESQL_SCHEMES
+
+
+def redacted(text: str) -> str:
+    """``text`` with the password of a PostgreSQL URL replaced by ``***``, for logs and
+    errors (anything else unchanged)."""
+    if not is_postgresql_url(text):
+        return text
+    parts = urlsplit(text)
+    if parts.password is None:
+        return text
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
 
 
 def parse_location(url: str | os.PathLike[str]) -> Location:
@@ -114,10 +127,7 @@ def _parse_postgresql(text: str) -> Location:
     if "statement_timeout" not in parameters.get("options", ""):
         extra = f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"
         parameters["options"] = f"{parameters.get('options', '')} {extra}".strip()
-    shown = text
-    if parts.password is not None:
-        shown = text.replace(f":{parts.password}@", ":***@", 1)
-    return Location("postgresql", shown, database, parameters)
+    return Location("postgresql", redacted(text), database, parameters)
 
 
 def open_database(location: Location, *, sqlite_pragmas: dict | None = None) -> peewee.Database:

@@ -233,17 +233,16 @@ class Journal:
         self._observe(rows)
         return ids
 
-    def _record_many_sqlite(self, rows: list[dict[str, Any]]) -> list[int]:
-        """:meth:`record_many`'s prepared statements on SQLite (inside its transaction)."""
-        ids: list[int] = []
-        latest: dict[tuple[str, str], tuple] = {}
+    def _statement_values(self, rows: list[dict[str, Any]]) -> tuple[list[tuple], list[tuple]]:
+        """Both backends' statement parameters: one tuple per transition, and one per
+        entity (at the state of its last transition in ``rows``)."""
         dump = self._json
-        cursor = self._db.cursor()
+        transitions: list[tuple] = []
+        latest: dict[tuple[str, str], tuple] = {}
         for row in rows:
             now = row.get("time") or _now()
             kind, entity_id = row["kind"], str(row["entity_id"])
-            cursor.execute(
-                _INSERT_TRANSITION,
+            transitions.append(
                 (
                     now,
                     kind,
@@ -253,9 +252,8 @@ class Journal:
                     row["dest"],
                     row.get("context"),
                     dump(row.get("details")),
-                ),
+                )
             )
-            ids.append(cursor.lastrowid)
             latest[(kind, entity_id)] = (
                 kind,
                 entity_id,
@@ -264,45 +262,37 @@ class Journal:
                 dump(row.get("data") or {}),
                 now,
             )
-        cursor.executemany(_REPLACE_ENTITY, latest.values())
+        return transitions, list(latest.values())
+
+    def _record_many_sqlite(self, rows: list[dict[str, Any]]) -> list[int]:
+        """:meth:`record_many`'s prepared statements on SQLite (inside its transaction)."""
+        transitions, entities = self._statement_values(rows)
+        cursor = self._db.cursor()
+        ids: list[int] = []
+        for values in transitions:
+            cursor.execute(_INSERT_TRANSITION, values)
+            ids.append(cursor.lastrowid)
+        cursor.executemany(_REPLACE_ENTITY, entities)
         return ids
 
     def _record_many_postgresql(self, rows: list[dict[str, Any]]) -> list[int]:
         """:meth:`record_many`'s two statements on PostgreSQL (inside its transaction)."""
-        dump = self._json
-        transitions: list[Any] = []
-        latest: dict[tuple[str, str], tuple] = {}
-        for row in rows:
-            now = row.get("time") or _now()
-            kind, entity_id = row["kind"], str(row["entity_id"])
-            transitions += (
-                now,
-                kind,
-                entity_id,
-                row["trigger"],
-                row["source"],
-                row["dest"],
-                row.get("context"),
-                dump(row.get("details")),
-            )
-            latest[(kind, entity_id)] = (
-                kind,
-                entity_id,
-                row["dest"],
-                bool(row.get("terminal")),
-                dump(row.get("data") or {}),
-                now,
-            )
         if not rows:
             return []
+        transitions, entities = self._statement_values(rows)
         cursor = self._db.cursor()
-        values = ", ".join([_PG_TRANSITION_VALUES] * len(rows))
-        cursor.execute(_PG_INSERT_TRANSITIONS.format(values=values), transitions)
+        values = ", ".join([_PG_TRANSITION_VALUES] * len(transitions))
+        cursor.execute(
+            _PG_INSERT_TRANSITIONS.format(values=values),
+            [value for transition in transitions for value in transition],
+        )
         # One statement draws its ids from the sequence row after row, in VALUES order.
         ids = sorted(row[0] for row in cursor.fetchall())
-        values = ", ".join([_PG_ENTITY_VALUES] * len(latest))
-        entities = [value for entity in latest.values() for value in entity]
-        cursor.execute(_PG_UPSERT_ENTITIES.format(values=values), entities)
+        values = ", ".join([_PG_ENTITY_VALUES] * len(entities))
+        cursor.execute(
+            _PG_UPSERT_ENTITIES.format(values=values),
+            [value for entity in entities for value in entity],
+        )
         return ids
 
     def _observe(self, rows: list[dict[str, Any]]) -> None:
