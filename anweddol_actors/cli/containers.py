@@ -12,7 +12,7 @@ import json
 import sys
 
 from anweddol_actors.cli.configfile import add_config_option, load
-from anweddol_actors.cli.output import emit
+from anweddol_actors.cli.output import aligned, emit
 
 COLUMNS = ("uuid", "host", "state", "age", "client", "port", "expires")
 
@@ -80,11 +80,7 @@ def table(rows: list[dict]) -> str:
         )
         for row in rows
     ]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        for line in cells
-    )
+    return aligned(cells)
 
 
 def duration(seconds: object) -> str:

@@ -3,18 +3,19 @@ hosts, through its admin socket (``server.admin_socket_path``).
 
 ``drain NAME``: no new container goes to that host (its live ones run until they end);
 ``enable NAME`` undoes it. Both are journalled: a drained host stays drained across
-restarts. ``list --json`` prints a JSON list, one object per host (``name``,
-``libvirt_uri``, ``address``, ``enabled``, ``reachable``, ``containers``,
-``max_containers``, ``free_slots``).
+restarts. ``list --json`` prints the project's JSON shape (``status``, ``message``,
+``data``) with ``data.hosts``: one object per host (``name``, ``libvirt_uri``,
+``address``, ``enabled``, ``reachable``, ``containers``, ``max_containers``,
+``free_slots``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 
 from anweddol_actors.cli.configfile import add_config_option, load
 from anweddol_actors.cli.containers import failed
+from anweddol_actors.cli.output import aligned, emit
 
 COLUMNS = ("name", "uri", "address", "state", "reachable", "containers", "free slots")
 
@@ -48,17 +49,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.action == "list":
             rows = ask(path, "hosts").get("hosts", [])
-            print(json.dumps(rows) if args.json else table(rows))
-            return 0
+            return emit(args, "Hypervisor hosts", {"hosts": rows}, table(rows))
         row = ask(path, args.action, name=args.name).get("host", {})
     except AdminError as exc:
         return failed(args, str(exc))
-    if args.json:
-        print(json.dumps(row))
-    else:
-        done = "drained: no new container goes there" if args.action == "drain" else "enabled"
-        print(f"host {args.name} {done}")
-    return 0
+    done = "drained: no new container goes there" if args.action == "drain" else "enabled"
+    return emit(args, f"Host {done.split(':')[0]}", {"host": row}, f"host {args.name} {done}")
 
 
 def table(rows: list[dict]) -> str:
@@ -77,8 +73,4 @@ def table(rows: list[dict]) -> str:
         )
         for row in rows
     ]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        for line in cells
-    )
+    return aligned(cells)

@@ -30,3 +30,12 @@ def emit_failure(args: argparse.Namespace, message: str, data: dict[str, Any], t
     else:
         print(text)
     return 1
+
+
+def aligned(cells: list[tuple[str, ...]]) -> str:
+    """Rows of cells (the first: the headings) as columns padded to their widest cell."""
+    widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in cells
+    )

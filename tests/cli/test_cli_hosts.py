@@ -77,7 +77,9 @@ def running(rsa, tmp_path, socket_path):
 def listed(config: Path) -> list[dict]:
     result = cli("hosts", "list", "--json", "-c", str(config))
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    shown = json.loads(result.stdout)
+    assert (shown["status"], shown["message"]) == ("OK", "Hypervisor hosts")
+    return shown["data"]["hosts"]
 
 
 def test_hosts_list_json_shape(running, config, tmp_path):
@@ -132,7 +134,7 @@ def test_drain_and_enable(running, config):
 
     result = cli("hosts", "enable", "beta", "--json", "-c", str(config))
     assert result.returncode == 0, result.stderr
-    row = json.loads(result.stdout)
+    row = json.loads(result.stdout)["data"]["host"]
     assert (row["name"], row["enabled"]) == ("beta", True)
     assert running.engine.journal.host_enabled("beta") is True
 

@@ -84,13 +84,10 @@ def start_front_end(config: Path) -> ServeProcess:
 
 
 def hosts(config: Path) -> dict[str, dict]:
-    """``hosts list --json``, by host name (a bare list, or the usual envelope's
-    ``data.hosts``)."""
+    """``hosts list --json``'s ``data.hosts``, by host name."""
     listed = cli("hosts", "list", "--json", "-c", str(config))
     assert listed.returncode == 0, listed.stderr
-    parsed = json.loads(listed.stdout)
-    rows = parsed if isinstance(parsed, list) else parsed["data"]["hosts"]
-    return {row["name"]: row for row in rows}
+    return {row["name"]: row for row in json.loads(listed.stdout)["data"]["hosts"]}
 
 
 def hosts_say(config: Path, name: str, **expected: object) -> bool:
