@@ -4,7 +4,8 @@ libvirt is reached through a relay socket (tests/libvirtd.py): stopping the rela
 server's connection exactly as a dead daemon would, while the system libvirtd (and the
 guests it runs) go on. The grace arithmetic is checked on its own, the machine's edges
 through a real journal, the sweep on stand-in containers (libvirt's test driver, real
-forwarders, credentials and clients) watched through a relay link, and the whole story
+forwarders, credentials and clients) watched through a relay link, the warm pool's ready
+containers on libvirtd's own test driver reached through the relay, and the whole story
 once with a real guest (``vm``): lose → events → token refused → capacity freed → relay
 back → leftover domain destroyed and journalled.
 """
@@ -14,13 +15,17 @@ from __future__ import annotations
 import socket
 import uuid
 
+import pykka
 import pytest
-from libvirtd import RECONNECT_BOUND, SocketRelay
+from libvirtd import RECONNECT_BOUND, SYSTEM_SOCKET, SocketRelay
 from serverharness import RunningServer, record_events, serve_stand_in, stand_in_server, wait_for
 
+from anweddol_actors.actors.base import EntityActor
+from anweddol_actors.actors.forwarder import ForwarderActor
 from anweddol_actors.client import Client
 from anweddol_actors.core.crypto import RSAWrapper
 from anweddol_actors.core.server import ServerInterface
+from anweddol_actors.engine.admin import status
 from anweddol_actors.engine.context import HypervisorLink
 from anweddol_actors.engine.hostloss import HostWatch, Outage, poll_interval
 from anweddol_actors.engine.settings import LOCAL_HOST, Settings
@@ -33,6 +38,7 @@ from anweddol_actors.lifecycle.events import (
     EVENT_CONTAINER_DOMAIN_STOPPED,
     backs,
 )
+from tests.guest.loopback_ssh import LoopbackSSH
 
 GRACE = 2.0
 # How long a loss may take to be declared: the grace, a look, and a loaded 2-core machine.
@@ -40,6 +46,10 @@ LOSS_BOUND = GRACE + 30
 STAND_IN_PORTS = (47200, 47299)
 FORWARDER_PORTS = (47000, 47099)
 GUEST_PORTS = (47100, 47199)
+POOL_PORTS = (47300, 47399)
+# libvirtd serves its own test driver too: reached through the relay, a stand-in host
+# whose domains outlive the cut connection, as a real host's guests do.
+DAEMON_TEST_DRIVER = "test+unix:///default?socket={socket}"
 
 
 @pytest.fixture(scope="module")
@@ -215,6 +225,106 @@ def test_a_null_grace_never_loses_anything(tmp_path, rsa, relay):
     finally:
         running.stop()
         link.close()
+
+
+# -- the warm pool's containers, on stand-in guests -----------------------------------------
+
+
+def test_the_warm_pools_containers_of_a_lost_host_are_lost_then_their_domains_destroyed(
+    tmp_path, rsa, relay
+):
+    """A warm pool on libvirtd's test driver reached through the relay (the server's own
+    host link, watched by the server's own watcher), its guests a loopback SSH server:
+    the relay stopped past the grace, the ready pooled containers are lost whole (their
+    slots, ports and actors given back); back, their leftover domains are destroyed."""
+    relay.start()
+    with LoopbackSSH() as guest:
+        running = stand_in_server(
+            rsa,
+            tmp_path,
+            POOL_PORTS,
+            database=str(tmp_path / "journal.sqlite3"),
+            libvirt_uri=DAEMON_TEST_DRIVER.format(socket=relay.path),
+            warm_pool_size=2,
+            max_containers=3,
+            guest_port_range=(guest.port, guest.port),
+            ready_timeout=10.0,
+            host_lost_grace=GRACE,
+        ).start()
+        engine = running.engine
+        context = engine.context
+        journal = context.journal
+        registry = context.registry
+        daemon = Hypervisor(DAEMON_TEST_DRIVER.format(socket=SYSTEM_SOCKET))
+        cut = False
+        try:
+
+            def ready() -> int:
+                return status(context, engine.listen_address)["warm_pool"]["ready"]
+
+            wait_for(lambda: ready() == 2, 60, "2 pooled ready")
+            pooled = [row["entity_id"] for row in journal.live_entities(kind="container")]
+            assert len(pooled) == 2
+            assert all(daemon.is_active(each) for each in pooled)
+            # Their forwarders' ports, reserved (not journalled before the relaying starts).
+            forwarders = pykka.ActorRegistry.get_by_class(ForwarderActor)
+            ports = [forwarder.proxy().port.get() for forwarder in forwarders]
+            assert len(ports) == 2
+            assert not any(refused(port) for port in ports)  # reserved: listening
+            # Each holds a slot of the pool's: one of the 3 left for a cold CREATE.
+            assert (registry.pooled_count().get(), registry.available().get()) == (2, 1)
+            assert len(pykka.ActorRegistry.get_by_class(EntityActor)) == 6  # 3 each
+
+            relay.stop()
+            cut = True
+            wait_for(
+                lambda: all(
+                    journal.entity(each, kind="container")["state"] == "lost" for each in pooled
+                ),
+                LOSS_BOUND,
+                "pooled containers lost",
+            )
+            for each in pooled:
+                lose = last_row(journal, each, "lose")
+                assert lose["details"]["host"] == LOCAL_HOST
+                assert lose["details"]["unreachable_for"] >= GRACE
+                assert lose["context"] == CONTEXT_AUTOMATIC_ACTION
+                assert lose["source"] == "started_pooled"
+            # Then, each lost whole: its port freed, its actors ended, its slot given back.
+            wait_for(lambda: registry.pooled_count().get() == 0, 30, "pool slots given back")
+            assert registry.available().get() == 3
+            assert ready() == 0
+            assert all(refused(port) for port in ports)
+            assert pykka.ActorRegistry.get_by_class(EntityActor) == []
+            for each in pooled:
+                forwarder = journal.entity(f"{each}.forwarder", kind="forwarder")
+                assert forwarder["state"] == "destroyed"
+            # Their domains live on behind the cut connection: the leftovers to destroy.
+            assert all(daemon.is_active(each) for each in pooled)
+
+            relay.start()
+            cut = False
+            wait_for(
+                lambda: all(
+                    journal.entity(each, kind="container")["state"] == "destroyed"
+                    for each in pooled
+                ),
+                RECONNECT_BOUND + 30,
+                "leftover domains destroyed",
+            )
+            for each in pooled:
+                reason = last_row(journal, each, "destroy")["details"]["reason"]
+                assert reason == "host local back: leftover domain destroyed"
+                assert not daemon.is_active(each)
+            assert set(pooled).isdisjoint(daemon.list_marked(owner=engine.owner))
+        finally:
+            if cut:
+                relay.start()  # the server's stop ends what it still has, reachable
+            running.stop()
+            # Whatever a failure left behind in the daemon's test driver.
+            for domain_uuid in daemon.list_marked(owner=engine.owner):
+                daemon.destroy_domain(domain_uuid)
+            daemon.close()
 
 
 # -- the whole story with a real guest -----------------------------------------------------
