@@ -44,6 +44,7 @@ from typing import Any
 from anweddol_actors.actors.base import one_line
 from anweddol_actors.actors.registry import LiveContainer
 from anweddol_actors.engine.context import EngineContext
+from anweddol_actors.engine.create import discard
 from anweddol_actors.engine.entities import stop_actor
 from anweddol_actors.engine.verbs import teardown
 from anweddol_actors.lifecycle import Lifecycle
@@ -216,6 +217,9 @@ class HostWatch:
                 log.error(
                     "container %s: could not be declared lost: %s", pooled.uuid, one_line(exc)
                 )
+                # Out of its pool already: ended as a failed fill is (its actors stopped,
+                # its slot given back once its domain is gone), not left to leak.
+                discard(self.context, pooled, f"host {self.host} unreachable")
             else:
                 registry.release_slot(pooled=True, host=self.host).get(timeout=ACTOR_WAIT)
 
