@@ -156,3 +156,34 @@ def leak_checks(request):
     problems = [problem for problem in problems if problem]
     if problems:
         pytest.fail("; ".join(problems), pytrace=False)
+
+
+# Fixtures several test modules share. Their imports are inside them: only the tests that
+# use one pay for its module.
+
+
+@pytest.fixture(scope="module")
+def rsa():
+    """A 2048-bit runtime key for in-process servers (4096 bits per module is slow)."""
+    from anweddol_actors.core.crypto import RSAWrapper
+
+    return RSAWrapper(key_size=2048)
+
+
+@pytest.fixture
+def relay():
+    """A libvirt endpoint that answers only while started (tests/libvirtd.py): libvirt
+    going away and coming back, for real."""
+    from tests.libvirtd import SocketRelay
+
+    with SocketRelay() as relay:
+        yield relay
+
+
+@pytest.fixture
+def guest():
+    """A loopback SSH server standing in for a guest (tests/guest/loopback_ssh.py)."""
+    from tests.guest.loopback_ssh import LoopbackSSH
+
+    with LoopbackSSH() as ssh:
+        yield ssh

@@ -14,7 +14,6 @@ from hostsharness import hosts_server, node_host
 
 from anweddol_actors.admin.server import AdminServer
 from anweddol_actors.client import Client
-from anweddol_actors.core.crypto import RSAWrapper
 from tests.guest.loopback_ssh import LoopbackSSH
 
 KEYS = {
@@ -31,11 +30,6 @@ KEYS = {
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     return run_command(*args, timeout=120)
-
-
-@pytest.fixture(scope="module")
-def rsa() -> RSAWrapper:
-    return RSAWrapper(key_size=2048)
 
 
 @pytest.fixture

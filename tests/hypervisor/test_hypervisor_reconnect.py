@@ -12,16 +12,10 @@ import os
 import threading
 
 import pytest
-from libvirtd import RECONNECT_BOUND, SocketRelay
+from libvirtd import RECONNECT_BOUND
 from serverharness import wait_for
 
 from anweddol_actors.hypervisor import Hypervisor, HypervisorError, HypervisorUnavailable
-
-
-@pytest.fixture
-def relay():
-    with SocketRelay() as relay:
-        yield relay
 
 
 def reconnector_threads() -> list[threading.Thread]:

@@ -16,12 +16,10 @@ import sys
 import threading
 import uuid
 
-import pytest
-from libvirtd import RECONNECT_BOUND, SocketRelay
+from libvirtd import RECONNECT_BOUND
 from serverharness import RunningServer, wait_for
 
 from anweddol_actors.client import Client
-from anweddol_actors.core.crypto import RSAWrapper
 from anweddol_actors.core.server import ServerInterface
 from anweddol_actors.engine.settings import Settings
 from anweddol_actors.engine.verbs import new_client_token
@@ -29,17 +27,6 @@ from anweddol_actors.journal import Journal
 from anweddol_actors.lifecycle import Lifecycle
 
 UNAVAILABLE = "Unavailable (hypervisor unreachable)"
-
-
-@pytest.fixture(scope="module")
-def rsa():
-    return RSAWrapper(key_size=2048)
-
-
-@pytest.fixture
-def relay():
-    with SocketRelay() as relay:
-        yield relay
 
 
 def earlier_run(database: str) -> tuple[str, str, str]:

@@ -17,13 +17,12 @@ import uuid
 
 import pykka
 import pytest
-from libvirtd import RECONNECT_BOUND, SYSTEM_SOCKET, SocketRelay
+from libvirtd import RECONNECT_BOUND, SYSTEM_SOCKET
 from serverharness import RunningServer, record_events, serve_stand_in, stand_in_server, wait_for
 
 from anweddol_actors.actors.base import EntityActor
 from anweddol_actors.actors.forwarder import ForwarderActor
 from anweddol_actors.client import Client
-from anweddol_actors.core.crypto import RSAWrapper
 from anweddol_actors.core.server import ServerInterface
 from anweddol_actors.engine.admin import status
 from anweddol_actors.engine.context import HypervisorLink
@@ -50,17 +49,6 @@ POOL_PORTS = (47300, 47399)
 # libvirtd serves its own test driver too: reached through the relay, a stand-in host
 # whose domains outlive the cut connection, as a real host's guests do.
 DAEMON_TEST_DRIVER = "test+unix:///default?socket={socket}"
-
-
-@pytest.fixture(scope="module")
-def rsa():
-    return RSAWrapper(key_size=2048)
-
-
-@pytest.fixture
-def relay():
-    with SocketRelay() as relay:
-        yield relay
 
 
 def last_row(journal: Journal, entity_id: str, trigger: str) -> dict:

@@ -12,11 +12,10 @@ from dataclasses import replace
 
 import pytest
 from hostsharness import hosts_server, marked_domains, node_host
-from libvirtd import RECONNECT_BOUND, SocketRelay
+from libvirtd import RECONNECT_BOUND
 from serverharness import wait_for
 
 from anweddol_actors.client import Client
-from anweddol_actors.core.crypto import RSAWrapper
 from anweddol_actors.engine import placement
 from anweddol_actors.engine.admin import AdminRefused, list_hosts, set_host_enabled, status
 from anweddol_actors.engine.placement import HostView
@@ -25,28 +24,8 @@ from anweddol_actors.engine.verbs import new_client_token
 from anweddol_actors.image.checksum import iso_sha256
 from anweddol_actors.journal import Journal
 from anweddol_actors.lifecycle import Lifecycle
-from tests.guest.loopback_ssh import LoopbackSSH
 
 FULL = "Unavailable (The maximum amount of running containers is reached)"
-
-
-@pytest.fixture(scope="module")
-def rsa() -> RSAWrapper:
-    return RSAWrapper(key_size=2048)
-
-
-@pytest.fixture
-def guest():
-    with LoopbackSSH() as ssh:
-        yield ssh
-
-
-@pytest.fixture
-def relay():
-    """A libvirt endpoint that answers only once started (tests/libvirtd.py): a host
-    whose link is down, then back."""
-    with SocketRelay() as relay:
-        yield relay
 
 
 @pytest.fixture

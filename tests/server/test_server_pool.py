@@ -15,24 +15,11 @@ from serverharness import CREATE_EVENTS, record_events, stand_in_server, wait_fo
 
 from anweddol_actors.cli.service import status_text
 from anweddol_actors.client import Client
-from anweddol_actors.core.crypto import RSAWrapper
 from anweddol_actors.engine.admin import status
 from anweddol_actors.lifecycle.events import CONTEXT_AUTOMATIC_ACTION, CONTEXT_NORMAL_PROCESS
-from tests.guest.loopback_ssh import LoopbackSSH
 
 # The CREATE's events after on_container_created, in the seed's order.
 HANDOVER_EVENTS = CREATE_EVENTS[1:]
-
-
-@pytest.fixture(scope="module")
-def rsa() -> RSAWrapper:
-    return RSAWrapper(key_size=2048)
-
-
-@pytest.fixture
-def guest():
-    with LoopbackSSH() as ssh:
-        yield ssh
 
 
 def free_range(size: int = 20) -> tuple[int, int]:

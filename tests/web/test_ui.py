@@ -15,7 +15,6 @@ from serverharness import serve_stand_in, serve_web, stand_in_server
 
 import anweddol_actors.web
 from anweddol_actors.client import Client
-from anweddol_actors.core.crypto import RSAWrapper
 from anweddol_actors.lifecycle.definitions import SPECS
 from anweddol_actors.lifecycle.render import HIGHLIGHT
 from anweddol_actors.web.server import WebServer
@@ -27,11 +26,6 @@ REFUSED = {"success": False, "message": "Refused request", "data": {}}
 SVG = "{http://www.w3.org/2000/svg}"
 TOKEN = "T0k3n" * 51  # 255 characters, as the engine's client tokens
 PASSWORD = "s3cr3t-Passw0rd-of-the-client"
-
-
-@pytest.fixture(scope="module")
-def rsa() -> RSAWrapper:
-    return RSAWrapper(key_size=2048)
 
 
 @pytest.fixture
