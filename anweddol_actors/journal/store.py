@@ -164,6 +164,9 @@ class Journal:
         # and outside the lock: the server's metrics count transitions there. It must be
         # cheap; what it raises is logged, never the writer's.
         self.on_recorded: Callable[[list[dict[str, Any]]], None] | None = None
+        # The hosts' drain states, read once: every STAT asks (STAT's ``available``), and
+        # only this journal's own ``set_host_enabled`` changes them (one server per journal).
+        self._host_states: dict[str, bool] | None = None
         # Compared against when a uuid is unknown, so that a miss costs what a hit costs.
         self._decoy_digest = _sha256(secrets.token_hex(32))
         try:
@@ -360,15 +363,22 @@ class Journal:
                 conflict_target=[model.name],
                 update={model.enabled: enabled, model.changed: _now()},
             ).execute()
+        # After the commit: a failed write leaves the known state as it was.
+        if self._host_states is not None:
+            self._host_states[name] = enabled
 
     # -- reading -----------------------------------------------------------------------
 
     def host_enabled(self, name: str) -> bool:
         """Whether new containers may be placed on host ``name`` (True unless drained)."""
-        model = self._models.host_state
-        with self._guard(write=False, what="read a host's state"):
-            row = model.get_or_none(model.name == name)
-        return True if row is None else bool(row.enabled)
+        states = self._host_states
+        if states is None:
+            model = self._models.host_state
+            with self._guard(write=False, what="read the hosts' states"):
+                if self._host_states is None:
+                    self._host_states = {row.name: bool(row.enabled) for row in model.select()}
+                states = self._host_states
+        return states.get(name, True)
 
     def host_key(self, entity_id: str) -> str | None:
         """The host key recorded for a container, or None before its first login."""
