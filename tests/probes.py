@@ -4,6 +4,7 @@ end-to-end tests and the soak (benchmarks/soak.py)."""
 
 from __future__ import annotations
 
+import os
 import socket
 
 import paramiko
@@ -59,8 +60,14 @@ def login_fails(port: int, username: str, password: str) -> bool:
     return False
 
 
-def listening_ports(first: int, last: int) -> set[int]:
-    """TCP ports in ``first..last`` some process listens on (IPv4), from /proc."""
+def listening_ports(first: int, last: int, pid: int | None = None) -> set[int]:
+    """TCP ports in ``first..last`` some process listens on (IPv4), from /proc.
+
+    With ``pid``, only the ports that process listens on: a test run holds other
+    listeners in the kernel's ephemeral range (a session's PostgreSQL server, say),
+    and those are not the server's.
+    """
+    owned = _socket_inodes(pid) if pid is not None else None
     ports = set()
     with open("/proc/net/tcp") as table:
         next(table)
@@ -68,5 +75,19 @@ def listening_ports(first: int, last: int) -> set[int]:
             fields = line.split()
             port = int(fields[1].split(":")[1], 16)
             if fields[3] == "0A" and first <= port <= last:  # 0A: LISTEN
-                ports.add(port)
+                if owned is None or fields[9] in owned:
+                    ports.add(port)
     return ports
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    folder = f"/proc/{pid}/fd"
+    for name in os.listdir(folder):
+        try:
+            target = os.readlink(f"{folder}/{name}")
+        except FileNotFoundError:  # closed since the listing
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    return inodes

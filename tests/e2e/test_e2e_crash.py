@@ -97,7 +97,7 @@ class Background:
 
 
 def check_after_restart(
-    database, qemu, baseline: set[str], survivors: set[str], server_port: int
+    database, qemu, baseline: set[str], survivors: set[str], server: ServeProcess
 ) -> None:
     with sqlite3.connect(database) as db:
         entities = db.execute(
@@ -125,9 +125,11 @@ def check_after_restart(
     }
     assert set(forwarders) == survivors, "live forwarders"
     ports = {json.loads(data)["port"] for data in forwarders.values()}
-    # The restarted server listens on a port the kernel picked (--port 0) from its
-    # ephemeral range, which holds PORTS too: that one is not a forwarder's.
-    listening = listening_ports(*PORTS) - {server_port}
+    # The restarted server's own ports only: other listeners of the test run sit in the
+    # kernel's ephemeral range, which holds PORTS (the session's PostgreSQL server took
+    # one of them once). The server listens on a port the kernel picked (--port 0) from
+    # that range too: that one is not a forwarder's.
+    listening = listening_ports(*PORTS, pid=server.process.pid) - {server.port}
     assert listening == ports, "listening forwarder ports"
 
     assert credentials == {sha256(uuid) for uuid in survivors}, "stored credentials"
@@ -183,7 +185,7 @@ def test_sigkill_at_step(tmp_path, images, qemu, key_folder, step, mode):
 
         second = ServeProcess(config)
         survivors = {data["container_uuid"]} if expected == "adopted" else set()
-        check_after_restart(tmp_path / "journal.sqlite3", qemu, baseline, survivors, second.port)
+        check_after_restart(tmp_path / "journal.sqlite3", qemu, baseline, survivors, second)
 
         if data is not None:
             uuid, token = data["container_uuid"], data["client_token"]
