@@ -16,9 +16,10 @@ What crosses front ends, and how:
 - **A DESTROY at another front end**: the token is checked and revoked in the shared
   credentials; the front end that got the DESTROY tells the owner (PostgreSQL NOTIFY on
   the owner's channel), which ends its container the ordinary way (forwarder stopped,
-  domain destroyed, each journalled, events fired on the owner), and destroys the domain
-  itself too, so the container ends even when the owner is gone (the owner's
-  libvirt stop event, or its lease running out, does the rest).
+  domain destroyed, each journalled, events fired on the owner), and answers the client
+  once the journal shows it ended; an owner that does not end it in time (gone, or the
+  notification lost) has the domain destroyed from here, and its libvirt stop event, or
+  its lease running out, does the rest.
 - **A lease**: each front end renews its row in ``front_ends`` every third of
   ``server.front_end.lease``. A front end whose lease ran out is taken over by exactly one
   other (an atomic claim in the journal): its live containers' domains are destroyed
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from anweddol_actors.actors.base import one_line
@@ -42,11 +44,16 @@ from anweddol_actors.engine.recovery import retire
 from anweddol_actors.errors import AnweddolError
 from anweddol_actors.journal import Journal
 from anweddol_actors.journal.notify import Listener, channel_of
+from anweddol_actors.lifecycle import SPECS
 
 log = logging.getLogger(__name__)
 
 # A notification to the owner of a container: "destroy UUID BY".
 _DESTROY = "destroy"
+# How long a DESTROY of another front end's container waits for that front end to end it
+# before destroying the domain itself: a live owner ends a container in well under a
+# second (its forwarder, then its domain).
+OWNER_GRACE = 10.0
 
 
 class JournalCapacity:
@@ -69,20 +76,25 @@ def owner_of_container(context: EngineContext, container_uuid: str) -> dict | No
     if context.settings.front_end is None:
         return None
     row = context.journal.entity(container_uuid, kind="container")
-    if row is None or row["terminal"] or row["owner"] == context.settings.front_end:
+    if (
+        row is None
+        or row["state"] in SPECS["container"].terminal
+        or row["owner"] == context.settings.front_end
+    ):
         return None
     return row
 
 
 def destroy_elsewhere(context: EngineContext, row: dict) -> None:
     """A DESTROY (its credentials already revoked) of a container another front end
-    owns: tell the owner, then destroy the domain from here as well.
+    owns: tell the owner and give it a bounded time to end the container the ordinary
+    way; else destroy the domain from here.
 
-    The owner is told first, so its own teardown (whose journal rows say why) usually
-    runs before libvirt's stop event reaches it; destroying the domain here too ends the
-    container when the owner is gone or the notification is lost. Neither failure is the
-    client's: each is logged, and what is left is ended by the owner's reaper or, for a
-    dead owner, by the front end that takes its lease over.
+    The owner's own teardown is the one wanted: its journal rows say why, its events
+    fire where the container's handlers are, and its forwarder stops. Destroying the
+    domain from here after ``OWNER_GRACE`` ends the container when the owner is gone or
+    the notification was lost (the owner's libvirt stop event, or its lease running out,
+    does the rest there). Neither failure is the client's: each is logged.
     """
     container_uuid, owner = row["entity_id"], row["owner"]
     me = context.settings.front_end
@@ -90,6 +102,13 @@ def destroy_elsewhere(context: EngineContext, row: dict) -> None:
         context.journal.notify(channel_of(owner), f"{_DESTROY} {container_uuid} {me}")
     except AnweddolError as exc:
         log.warning("container %s: cannot tell front end %s: %s", container_uuid, owner, exc)
+    else:
+        deadline = time.monotonic() + OWNER_GRACE
+        while time.monotonic() < deadline:
+            if owner_of_container(context, container_uuid) is None:
+                log.info("container %s: ended by its front end %s", container_uuid, owner)
+                return
+            time.sleep(0.1)
     host = context.hosts.get(context.hosts.name_in(row["data"]))
     try:
         host.link.get().destroy_domain(container_uuid)
@@ -100,7 +119,13 @@ def destroy_elsewhere(context: EngineContext, row: dict) -> None:
             owner,
             one_line(exc),
         )
-    log.info("container %s of front end %s: destroyed from here (DESTROY)", container_uuid, owner)
+        return
+    log.warning(
+        "container %s: front end %s did not end it in %g s: its domain destroyed from here",
+        container_uuid,
+        owner,
+        OWNER_GRACE,
+    )
 
 
 class FrontEnd:
@@ -127,7 +152,7 @@ class FrontEnd:
         self.context.registry.report_all().get()
         self.context.registry.set_others(journal.capacity_of_others()).get()
         if journal.postgresql:
-            self._listener = Listener(journal.url, [channel_of(self.name)])
+            self._listener = Listener(self.context.settings.database, [channel_of(self.name)])
         else:
             log.warning(
                 "front end %s: the journal is no PostgreSQL database: no notifications; a "

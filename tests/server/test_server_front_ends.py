@@ -18,6 +18,7 @@ from probes import refuses
 from serverharness import stand_in_server, wait_for
 
 from anweddol_actors.client import Client
+from anweddol_actors.engine import frontends
 from anweddol_actors.engine.settings import HostSettings
 from anweddol_actors.journal import Journal
 
@@ -43,8 +44,7 @@ def front_ends(rsa, tmp_path, guest, pg_url):
             ready_timeout=10.0,
             database=pg_url,
             front_end=name,
-            front_end_lease=1.5,
-            **overrides,
+            **{"front_end_lease": 1.5, **overrides},
         )
         made.append(running)
         return running.start()
@@ -60,6 +60,15 @@ def front_ends(rsa, tmp_path, guest, pg_url):
 
 def client_of(running) -> Client:
     return Client(*running.address, timeout=30)
+
+
+def stall(running) -> None:
+    """The front end stops renewing its lease and hearing notifications, as a hung or
+    killed one would (nothing is unregistered); the rest of it runs on."""
+    stalled = running.engine._front_end
+    stalled._stop.set()
+    for thread in stalled._threads:
+        thread.join(timeout=10)
 
 
 def reasons(journal: Journal, entity_id: str) -> list[str]:
@@ -93,8 +102,8 @@ def test_capacity_is_shared_and_a_destroy_at_the_other_front_end_ends_the_contai
     wait_for(lambda: one.engine.registry.get(uuid).get() is None, what="one to end it")
     wait_for(lambda: refuses(port), what="one's forwarder to stop")
     row = journal.entity(uuid, kind="container")
-    assert row["terminal"] and row["owner"] == "one"
-    assert journal.entity(f"{uuid}.forwarder", kind="forwarder")["terminal"]
+    assert (row["state"], row["owner"]) == ("destroyed", "one")
+    assert journal.entity(f"{uuid}.forwarder", kind="forwarder")["state"] == "destroyed"
     assert "DESTROY received by front end two" in reasons(journal, uuid)
     assert not journal.has_credentials(uuid)
     assert at_one.destroy(uuid, token)["message"] == "Bad authentication"
@@ -104,9 +113,7 @@ def test_capacity_is_shared_and_a_destroy_at_the_other_front_end_ends_the_contai
     assert again["success"] is True, again
     assert journal.entity(again["data"]["container_uuid"], kind="container")["owner"] == "two"
     assert at_one.create()["message"] == FULL
-    assert at_two.destroy(again["data"]["container_uuid"], again["data"]["client_token"])[
-        "success"
-    ]
+    assert at_two.destroy(again["data"]["container_uuid"], again["data"]["client_token"])["success"]
 
 
 def test_a_front_end_that_stops_renewing_is_taken_over(front_ends):
@@ -118,16 +125,11 @@ def test_a_front_end_that_stops_renewing_is_taken_over(front_ends):
     hypervisor = two.engine.context.hosts.get(HOST).link.get()
     assert hypervisor.is_active(uuid)
 
-    # one stops renewing as a hung or killed front end would (its threads stop; nothing
-    # is unregistered).
-    stalled = one.engine._front_end
-    stalled._stop.set()
-    for thread in stalled._threads:
-        thread.join(timeout=10)
+    stall(one)
 
     reason = "front end one stopped renewing its lease"
     wait_for(
-        lambda: journal.entity(uuid, kind="container")["terminal"],
+        lambda: journal.entity(uuid, kind="container")["state"] == "destroyed",
         timeout=20,
         what="two to take one over",
     )
@@ -143,3 +145,24 @@ def test_a_front_end_that_stops_renewing_is_taken_over(front_ends):
     assert client_of(two).destroy(
         created["data"]["container_uuid"], created["data"]["client_token"]
     )["success"]
+
+
+def test_a_destroy_the_owner_does_not_hear_destroys_the_domain_itself(front_ends, monkeypatch):
+    monkeypatch.setattr(frontends, "OWNER_GRACE", 1.0)
+    one, two = front_ends("one", front_end_lease=60), front_ends("two", front_end_lease=60)
+    created = client_of(one).create()
+    assert created["success"] is True, created
+    uuid, token = created["data"]["container_uuid"], created["data"]["client_token"]
+    hypervisor = two.engine.context.hosts.get(HOST).link.get()
+    stall(one)  # deaf to notifications, its lease still valid for a minute
+
+    destroyed = client_of(two).destroy(uuid, token)
+    assert destroyed["success"] is True, destroyed
+    assert not hypervisor.is_active(uuid)
+    # one hears of it from libvirt instead, and ends its container there.
+    journal = one.engine.journal
+    wait_for(
+        lambda: journal.entity(uuid, kind="container")["state"] == "destroyed",
+        what="one to end it",
+    )
+    assert "domain stopped by itself" in reasons(journal, uuid)
