@@ -140,6 +140,12 @@ def test_a_front_end_that_stops_renewing_is_taken_over(front_ends):
     assert rows["one"]["taken_by"] == "two"
     # Every entity one owned is ended; its capacity is two's to use.
     assert journal.live_entities(owner="one") == []
+    # one, still running, hears of its domain's end from libvirt and lets its container
+    # go; its next tick finds the lease taken and registers again.
+    wait_for(lambda: one.engine.registry.get(uuid).get() is None, what="one to let go")
+    one.engine._front_end.tick()
+    rows = {row["name"]: row for row in journal.front_ends()}
+    assert rows["one"]["taken_by"] is None and not rows["one"]["expired"]
     created = client_of(two).create()
     assert created["success"] is True, created
     assert client_of(two).destroy(
