@@ -251,6 +251,8 @@ class FrontEnd:
         if skipped:
             return False
         journal.drop_capacity(name)
+        # Done: its row goes, so that it registers afresh when it comes back.
+        journal.unregister_front_end(name)
         log.warning("front end %s: front end %s taken over", self.name, name)
         return True
 
