@@ -12,9 +12,11 @@ migrate it: SQLite's ``BEGIN IMMEDIATE`` and a PostgreSQL transaction-scoped adv
 make the second wait for the first, then find nothing left to do.
 
 A migration receives the models and a ``playhouse.migrate`` schema migrator for this
-database, which writes the right ``ALTER TABLE`` for SQLite and for PostgreSQL: a later
-migration adding a column or an index uses it. Creating a table goes through the model
-(``safe=True``: a table an older server already created is left as it is).
+database, which writes the right ``ALTER TABLE`` for SQLite and for PostgreSQL: migration 3
+adds the entities' ``owner`` column with it. Creating a table goes through the model
+(``safe=True``: a table an older server already created is left as it is), and every step
+of a migration tolerates finding its work done (a new journal's tables come from today's
+models, columns and all; an index is made ``IF NOT EXISTS``).
 """
 
 from __future__ import annotations

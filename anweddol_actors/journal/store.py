@@ -529,7 +529,8 @@ class Journal:
         """The other front ends whose containers this one should end (:meth:`take_over`
         first), by name: their lease ran out and nobody took them over; or this front end
         took them over (a takeover cut short resumes); or the front end that took them
-        over is itself expired or gone (its takeover was cut short for good)."""
+        over is itself expired or gone (its takeover was cut short for good). None while
+        this front end's own lease is not live (unregistered, run out, or taken over)."""
         me = self._require_name("look for expired front ends")
         model = self._models.front_end
         query = model.select(model.name).where(self._takeable(me)).order_by(model.name)
@@ -549,18 +550,26 @@ class Journal:
             return query.execute() == 1
 
     def _takeable(self, me: str) -> peewee.Expression:
-        """The front ends (rows) that ``me`` may take over now (see expired_front_ends)."""
+        """The front ends (rows) that ``me`` may take over now (see expired_front_ends):
+        none unless ``me`` itself holds a live lease, so that a front end that was taken
+        for dead, or never registered, ends nobody's containers."""
         model, now = self._models.front_end, time.time()
-        taker = model.alias("taker")
-        taker_alive = (
-            taker.select(taker.name)
-            .where((taker.name == model.taken_by) & taker.taken_by.is_null())
-            .where(taker.lease_until >= now)
-        )
-        return (model.name != me) & (
-            (model.taken_by.is_null() & (model.lease_until < now))
-            | (model.taken_by == me)
-            | (model.taken_by.is_null(False) & ~peewee.fn.EXISTS(taker_alive))
+
+        def alive(name: peewee.Node, alias: str) -> peewee.Expression:
+            other = model.alias(alias)
+            query = other.select(other.name).where(
+                (other.name == name) & other.taken_by.is_null() & (other.lease_until >= now)
+            )
+            return peewee.fn.EXISTS(query)
+
+        return (
+            (model.name != me)
+            & alive(me, "me")
+            & (
+                (model.taken_by.is_null() & (model.lease_until < now))
+                | (model.taken_by == me)
+                | (model.taken_by.is_null(False) & ~alive(model.taken_by, "taker"))
+            )
         )
 
     def _require_name(self, what: str) -> str:
