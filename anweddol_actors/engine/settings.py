@@ -71,6 +71,12 @@ class Settings:
     ready_timeout: float = 120.0
     shell_timeout: float = 15.0
     database: str = ":memory:"
+    # This server's name among the front ends sharing one PostgreSQL journal (each
+    # container entity carries its owner's); None: the journal's only front end.
+    front_end: str | None = None
+    # Seconds this front end's lease lasts, renewed every third of it; once it runs out,
+    # another front end destroys this one's containers.
+    front_end_lease: float = 30.0
     on_start_live_containers: str = "destroy"
     reaper_poll_interval: float = 5.0
     ip_allows: Callable[[str], bool] | None = field(default=None, repr=False)
