@@ -45,6 +45,10 @@ class Settings:
     # Seconds a host may stay unreachable before its containers are declared ``lost``
     # (journalled, credentials revoked, capacity freed); None: never.
     host_lost_grace: float | None = 60.0
+    # Several front ends on one PostgreSQL journal: this one's name (None: the only one)
+    # and the seconds its lease lasts unrenewed before another takes its containers over.
+    front_end: str | None = None
+    front_end_lease: float = 30.0
     network_mode: str = "user"
     domain_type: str = "auto"
     nat_interface_name: str = "virbr0"
@@ -71,12 +75,6 @@ class Settings:
     ready_timeout: float = 120.0
     shell_timeout: float = 15.0
     database: str = ":memory:"
-    # This server's name among the front ends sharing one PostgreSQL journal (each
-    # container entity carries its owner's); None: the journal's only front end.
-    front_end: str | None = None
-    # Seconds this front end's lease lasts, renewed every third of it; once it runs out,
-    # another front end destroys this one's containers.
-    front_end_lease: float = 30.0
     on_start_live_containers: str = "destroy"
     reaper_poll_interval: float = 5.0
     ip_allows: Callable[[str], bool] | None = field(default=None, repr=False)
