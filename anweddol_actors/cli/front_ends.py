@@ -18,8 +18,8 @@ from anweddol_actors.cli.configfile import add_config_option, load
 from anweddol_actors.cli.containers import duration, failed
 from anweddol_actors.cli.output import aligned, emit
 
-# The first column marks the server asked, as `git branch` marks the current branch.
-COLUMNS = ("", "name", "address", "lease", "taken by")
+# "* NAME" marks the server asked, as `git branch` marks the current branch.
+COLUMNS = ("  name", "address", "lease", "taken by")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,8 +58,7 @@ def table(rows: list[dict], now: float) -> str:
         return "no front ends (this server has no server.front_end name)"
     cells = [COLUMNS] + [
         (
-            "*" if row.get("self") else "",
-            str(row.get("name")),
+            ("* " if row.get("self") else "  ") + str(row.get("name")),
             str(row.get("address") or "-"),
             lease_left(row, now),
             str(row.get("taken_by") or "-"),

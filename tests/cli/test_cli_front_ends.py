@@ -144,7 +144,7 @@ def test_containers_list_shows_every_front_ends_containers(two):
     created = Client(*one.running.address, timeout=30).create()
     assert created["success"] is True, created
     uuid = created["data"]["container_uuid"]
-    port = created["data"]["server_ssh_port"]
+    port = created["data"]["container_listen_port"]
 
     # At its owner: the registry's row, with the owner's name.
     _, rows = listed(one.config, "containers")
@@ -224,4 +224,5 @@ def test_a_lone_servers_containers_table_has_no_front_end_column(alone):
 def test_the_lease_column(row, lease, taken_by):
     rows = [{"name": "one", "address": "127.0.0.1:6150", "taken_by": None, "self": True, **row}]
     header, line = table(rows, now=1000.0).splitlines()
+    assert line.startswith("* one ")
     assert line.split() == ["*", "one", "127.0.0.1:6150", lease, taken_by]
