@@ -211,6 +211,13 @@ def destroy_container(context: EngineContext, container_uuid: str) -> None:
     ``CONTEXT_DEFERRED_CALL``. Raises ``AdminRefused`` when it is not live, when libvirt
     does not answer (nothing is touched then), or when its teardown met errors."""
     if context.registry.get(container_uuid).get(timeout=ASK_TIMEOUT) is None:
+        owner = _other_owner(context, container_uuid)
+        if owner is not None:
+            # Its forwarder and actors live at its owner, which ends it the ordinary way.
+            raise AdminRefused(
+                f"container {container_uuid} belongs to front end {owner}: ask that one "
+                "(its admin socket), nothing was done"
+            )
         raise AdminRefused(f"no live container {container_uuid}")
     entry = context.registry.get(container_uuid).get(timeout=ASK_TIMEOUT)
     if entry is not None and not context.hypervisor_ready(entry.host):
@@ -224,6 +231,16 @@ def destroy_container(context: EngineContext, container_uuid: str) -> None:
             f"container {container_uuid} ended with {len(errors)} error(s) (journalled; a "
             f"domain not destroyed is retried by the reaper): {one_line(errors[0])}"
         )
+
+
+def _other_owner(context: EngineContext, container_uuid: str) -> str | None:
+    """The name of the other front end a live container of the journal belongs to, or
+    None (unknown, ended, or this front end's)."""
+    row = context.journal.entity(container_uuid, kind="container")
+    if row is None or row["state"] == "destroyed":
+        return None
+    owner = row.get("owner") or ""
+    return owner if owner != (context.journal.front_end or "") else None
 
 
 def container_history(context: EngineContext, container_uuid: str) -> list[dict[str, Any]]:

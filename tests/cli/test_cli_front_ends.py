@@ -190,6 +190,15 @@ def test_containers_list_shows_every_front_ends_containers(two):
     ]
     assert row.split() == [uuid, "h", mine["state"], "-", mine["client"], str(port), "-", "one"]
 
+    # containers destroy acts at the owner only: asked elsewhere, it says where to ask.
+    result = cli("containers", "destroy", uuid, "-c", str(other.config))
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"error: container {uuid} belongs to front end one: ask that one (its admin socket), "
+        "nothing was done\n"
+    )
+    assert listed(one.config, "containers")[1][0]["uuid"] == uuid
+
     # Ended at its owner, it leaves both listings.
     assert Client(*one.running.address, timeout=30).destroy(uuid, created["data"]["client_token"])[
         "success"
