@@ -1,6 +1,7 @@
 """The supervisor: starts the server's parts in dependency order and stops them in reverse.
 
-Start: journal → registry → reconciliation → reaper → warm pool → listener, waiting for
+Start: journal → registry → reconciliation → reaper → warm pool → listener → front end
+(with ``server.front_end``: its lease, its notifications, its takeovers), waiting for
 each; a part that fails to start stops those already started. Stop, in a ``finally``
 whatever raises: no request is admitted any more (the registry closes, CREATEs in flight
 unwind at their next step), the listener stops, sessions get a bounded time to finish and
