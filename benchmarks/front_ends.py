@@ -28,9 +28,9 @@ server that owned the container holds no slot and no live container in its journ
 that every request starts from the same state and the machine's drift spreads over all
 four figures.
 
-The servers are the seed facade (``ServerInterface``) in this process, on 127.0.0.1: libvirt's
-``test:///default`` (nothing boots; every connection of the process shares its one
-driver, as front ends share a real host), one host ``h`` of ``max_containers: 1`` for
+The servers are the seed facade (``ServerInterface``) in this process, on 127.0.0.1:
+libvirt's ``test:///default`` (nothing boots; every connection of the process shares its
+one driver, as front ends share a real host), one host ``h`` of ``max_containers: 1`` for
 all, ``server.front_end.lease`` 3 s (renewed every second), the guest's SSH a loopback SSH
 server (tests/guest/loopback_ssh.py). PostgreSQL is this script's own: Debian's binaries
 started by tests/pgcluster.py into a temporary folder, listening on 127.0.0.1 only, with
@@ -41,11 +41,18 @@ of both journals, and exits 1 if any is left.
 
     .venv/bin/python benchmarks/front_ends.py [--cycles 30] [--json FILE]
 
-Reading it: the DESTROY ratio is dominated by the journal poll (up to 0.1 s) and the
-owner's teardown running on top of the other front end's request; the CREATE ratio
-is the shared claim's few extra statements against everything else a CREATE does. The
+``--json FILE`` also writes the figures, with every sample in seconds, the load average
+before and after the measurement and what was left behind.
+
+Reading it: a DESTROY at the other front end pays the owner's whole teardown, the
+notification, and the wait of the front end that got it for the journal to show the
+container ended (read every 0.1 s): expect it some 0.05 to 0.1 s above the owner's, so its
+ratio falls as the teardown grows (a real guest's domain takes longer to destroy than the
+test driver's). The CREATE ratio is the shared claim's round trips to PostgreSQL (the
+others' slots read, the claim's transaction) against all else a CREATE does here (a domain
+defined and started, the guest's SSH setup, a forwarder, each journalled): near 1. The
 absolute figures depend on the machine: compare ratios, and mind the load average printed
-beside them.
+beside them. The servers' keys are 2048-bit, the client's 4096-bit (generated once).
 """
 
 from __future__ import annotations
