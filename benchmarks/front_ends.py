@@ -113,7 +113,8 @@ def free_range(size: int = 20) -> tuple[int, int]:
 
 
 def make_server(folder: Path, name: str, url: str, guest_port: int, **overrides) -> RunningServer:
-    """A started server on ``url``'s journal, its guests "forwarded" to ``guest_port``."""
+    """A server (not started) on ``url``'s journal, its guests "forwarded" to
+    ``guest_port``."""
     where = folder / name
     where.mkdir()
     running = stand_in_server(
@@ -126,7 +127,7 @@ def make_server(folder: Path, name: str, url: str, guest_port: int, **overrides)
         database=url,
         **overrides,
     )
-    return running.start()
+    return running
 
 
 def settled(running: RunningServer) -> None:
@@ -279,6 +280,8 @@ def run(cycles: int, server: pgcluster.PgServer, folder: Path) -> dict[str, Any]
                         folder, name, shared, guest.port, front_end=name, front_end_lease=LEASE
                     )
                 servers["unnamed"] = make_server(folder, "unnamed", alone, guest.port)
+                for running in servers.values():
+                    running.start()  # kept in servers first: one that fails is stopped too
                 load_before = load_average()
                 samples = measure(cycles, servers)
                 load_after = load_average()
@@ -298,11 +301,15 @@ def run(cycles: int, server: pgcluster.PgServer, folder: Path) -> dict[str, Any]
 
 
 def stop_all(servers: dict[str, RunningServer]) -> None:
-    """Stop every started server, each even when another fails to."""
+    """Stop every started server and close every made one, each even when another fails
+    to."""
     failures = []
     for name, running in servers.items():
         try:
-            running.stop()
+            if running.thread.ident is None:  # made, never started: nothing to stop
+                running.server.close()
+            else:
+                running.stop()
         except BaseException as exc:  # noqa: BLE001 - the others are stopped first
             failures.append(f"{name}: {exc!r}")
     if failures:
