@@ -146,7 +146,7 @@ class FrontEnd:
 
     def start(self) -> None:
         journal = self.context.journal
-        journal.register_front_end(self.address, self.lease)
+        self._register()
         # The reconciliation ran: what this front end holds now replaces what a crash
         # left in the shared table.
         self.context.registry.report_all().get()
@@ -169,6 +169,20 @@ class FrontEnd:
             self.lease,
             self.lease / 3,
         )
+
+    def _register(self) -> None:
+        """Register, trying again for at most a lease: a front end restarted while another
+        is still taking it over is refused until that takeover is done (a tick or two)."""
+        deadline = time.monotonic() + self.lease
+        while True:
+            try:
+                self.context.journal.register_front_end(self.address, self.lease)
+                return
+            except AnweddolError as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("front end %s: %s; trying again", self.name, exc)
+                time.sleep(1.0)
 
     def _spawn(self, target: Callable[[], None], what: str) -> None:
         thread = threading.Thread(target=target, name=f"anweddol-front-end-{what}", daemon=True)
