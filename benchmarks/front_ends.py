@@ -44,11 +44,12 @@ of both journals, and exits 1 if any is left.
 ``--json FILE`` also writes the figures, with every sample in seconds, the load average
 before and after the measurement and what was left behind.
 
-Reading it: a DESTROY at the other front end pays the owner's whole teardown, the
-notification, and the wait of the front end that got it for the journal to show the
-container ended (read every 0.1 s): expect it some 0.05 to 0.1 s above the owner's, so its
-ratio falls as the teardown grows (a real guest's domain takes longer to destroy than the
-test driver's). The CREATE ratio is the shared claim's round trips to PostgreSQL (the
+Reading it: a DESTROY at the other front end pays the notification and the owner's whole
+teardown, seen through the wait of the front end that got it: that front end reads the
+journal right after its NOTIFY, then every 0.1 s, so the figure steps by 0.1 s (about the
+request's own work plus 0.1 s while the owner's teardown takes less than that). Its ratio
+falls as the teardown grows (a real guest's domain takes longer to destroy than the test
+driver's). The CREATE ratio is the shared claim's round trips to PostgreSQL (the
 others' slots read, the claim's transaction) against all else a CREATE does here (a domain
 defined and started, the guest's SSH setup, a forwarder, each journalled): near 1. The
 absolute figures depend on the machine: compare ratios, and mind the load average printed
