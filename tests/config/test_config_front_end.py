@@ -9,11 +9,11 @@ import re
 
 import pytest
 import yaml
+from configerrors import error_of
 
 from anweddol_actors.cli.serve import changed_keys, settings_from_config
 from anweddol_actors.config import (
     DEFAULT_CONFIG_YAML,
-    ConfigError,
     FrontEndConfig,
     load_config,
     parse_config,
@@ -35,14 +35,6 @@ def front_end(database: str = POSTGRESQL, **keys) -> str:
     entry = {"name": "one", **keys}
     entry = {key: value for key, value in entry.items() if value is not ...}
     return yaml.safe_dump({"server": {"database": database, "front_end": entry}})
-
-
-def error_of(text: str) -> str:
-    with pytest.raises(ConfigError) as info:
-        parse_config(text, "config.yaml")
-    message = str(info.value)
-    assert "\n" not in message
-    return message
 
 
 def test_a_name_and_a_lease_map_to_the_engine_settings():
