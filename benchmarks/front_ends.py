@@ -10,7 +10,8 @@ included), in milliseconds, the median and the 90th percentile of ``--cycles`` r
 - DESTROY at the other: front end ``two`` gets the DESTROY of ``one``'s container: it
   checks and revokes the shared credentials, tells ``one`` (PostgreSQL NOTIFY on its
   channel; ``one`` ends the container the ordinary way) and answers once the journal shows
-  the container ended, which it reads every 0.1 s (engine/frontends.py): the ratio
+  the container ended, which it reads 10 ms after the NOTIFY, then at doubling intervals
+  up to 100 ms (engine/frontends.py): the ratio
   other ÷ owner is what the client pays for reaching a front end that does not own its
   container.
 - CREATE at an unnamed server (baseline): one ``serve`` without ``server.front_end`` on
@@ -46,9 +47,8 @@ before and after the measurement and what was left behind.
 
 Reading it: a DESTROY at the other front end pays the notification and the owner's whole
 teardown, seen through the wait of the front end that got it: that front end reads the
-journal right after its NOTIFY, then every 0.1 s, so the figure steps by 0.1 s (about the
-request's own work plus 0.1 s while the owner's teardown takes less than that). Its ratio
-falls as the teardown grows (a real guest's domain takes longer to destroy than the test
+journal 10 ms after its NOTIFY, then at doubling intervals up to 100 ms, so the figure is
+the owner's teardown plus up to one interval. Its ratio falls as the teardown grows (a real guest's domain takes longer to destroy than the test
 driver's). The CREATE ratio is the shared claim's round trips to PostgreSQL (the
 others' slots read, the claim's transaction) against all else a CREATE does here (a domain
 defined and started, the guest's SSH setup, a forwarder, each journalled): near 1. The
