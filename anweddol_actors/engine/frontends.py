@@ -281,8 +281,12 @@ class FrontEnd:
         listener = self._listener
         assert listener is not None
         while not self._stop.is_set():
-            for _channel, payload in listener.wait(1.0):
-                self.told(payload)
+            try:
+                for _channel, payload in listener.wait(1.0):
+                    self.told(payload)
+            except Exception as exc:  # the listening must outlive one bad notification
+                log.warning("front end %s: notification failed: %s", self.name, one_line(exc))
+                self._stop.wait(1.0)
 
     def told(self, payload: str) -> None:
         """A notification from another front end."""
