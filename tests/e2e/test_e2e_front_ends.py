@@ -278,9 +278,13 @@ def test_a_killed_front_end_has_its_containers_destroyed_by_the_other(
         denied = destroy(two, data)
         assert denied["message"] == "Bad authentication", denied
         assert live_containers_of(journal_url, "one") == []
-        # The front end's lease row: taken over by two (or gone, once the takeover ended).
-        rows = query(journal_url, "SELECT taken_by FROM front_ends WHERE name = 'one'")
-        assert rows in ([], [("two",)]), rows
+        # Its takeover done, two removes one's lease row (Journal.unregister_front_end(name):
+        # "the end of that takeover"); until then one may not register again.
+        wait_for(
+            lambda: query(journal_url, "SELECT taken_by FROM front_ends WHERE name = 'one'") == [],
+            NOTIFY_BOUND,
+            "the end of two's takeover of one (one's row gone from front_ends)",
+        )
 
         # One again, on the same journal: nothing of its own to adopt or destroy.
         one = start_front_end(config_one)
