@@ -11,7 +11,8 @@ What is checked, through the protocol, the journal's rows in PostgreSQL and libv
   it); the host's one slot is shared, so a CREATE at ``two`` is ``Unavailable``; its
   DESTROY sent to ``two`` works: the domain is gone, the token refused at both front ends,
   ``one`` told (LISTEN/NOTIFY) stops the forwarder, the container and its forwarder are
-  terminal in the journal, and the slot is free again for ``two``;
+  terminal in the journal (the reason naming ``two``), and the slot is free again for
+  ``two``; stopped cleanly, both leave the journal's ``front_ends``;
 - ``one`` killed (SIGKILL): once its lease has run out, ``two`` destroys its container
   and journals why (naming ``one``); its credentials are gone; ``one`` started again finds
   nothing to adopt and serves.
@@ -140,11 +141,11 @@ def live_containers_of(url: str, owner: str) -> list[str]:
     return [row[0] for row in rows]
 
 
-def names_front_end(details: dict, name: str) -> bool:
-    """Whether a transition's details name front end ``name`` (as a value, or as a word
-    of a reason's text)."""
-    word = re.compile(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])")
-    return any(isinstance(value, str) and word.search(value) for value in details.values())
+def reason_names(details: dict, name: str) -> bool:
+    """Whether a transition's journalled reason names front end ``name`` (as a word)."""
+    reason = details.get("reason")
+    word = rf"(?<![\w.-]){re.escape(name)}(?![\w.-])"
+    return isinstance(reason, str) and re.search(word, reason) is not None
 
 
 def logs_in(data: dict) -> bool:
@@ -188,6 +189,13 @@ def test_a_container_made_at_one_front_end_is_destroyed_through_the_other(
     try:
         two = start_front_end(config_two)
         assert (one.address, two.address) == ("127.0.0.1", "127.0.0.2")
+        # Both registered in the journal, each with the address it serves, neither taken.
+        assert query(
+            journal_url, "SELECT name, address, taken_by FROM front_ends ORDER BY name"
+        ) == [
+            ("one", f"127.0.0.1:{one.port}", None),
+            ("two", f"127.0.0.2:{two.port}", None),
+        ]
 
         data = create(one)
         container_uuid, public_port = data["container_uuid"], data["container_listen_port"]
@@ -229,7 +237,10 @@ def test_a_container_made_at_one_front_end_is_destroyed_through_the_other(
         container = entity(journal_url, "container", container_uuid)
         assert container["state"] == "destroyed", container
         assert container["owner"] == "one", container  # its owner outlives its end
-        assert transitions(journal_url, container_uuid)[-1][2] == "destroyed"
+        history = transitions(journal_url, container_uuid)
+        assert history[-1][2] == "destroyed", history
+        # Ended by its owner for the DESTROY two received: the journal says so.
+        assert any(reason_names(details, "two") for *_, details in history), history
 
         # The slot is free again: two makes a container (its own), then ends it.
         second = create(two)
@@ -240,6 +251,8 @@ def test_a_container_made_at_one_front_end_is_destroyed_through_the_other(
         assert second["container_uuid"] not in qemu.list_marked()
     finally:
         stop_all(two, one)
+    # A clean stop leaves the journal's front ends: nobody is left to take over.
+    assert query(journal_url, "SELECT name FROM front_ends") == []
 
 
 def test_a_killed_front_end_has_its_containers_destroyed_by_the_other(
@@ -272,8 +285,10 @@ def test_a_killed_front_end_has_its_containers_destroyed_by_the_other(
         history = transitions(journal_url, container_uuid)
         assert history[-1][2] == "destroyed", history
         served = [row[0] for row in history].index("serve")
-        ended_for_one = [row for row in history[served + 1 :] if names_front_end(row[3], "one")]
-        assert ended_for_one, history  # the end is journalled with its reason: one's lease
+        # The end is journalled with its reason: one's lease, taken over by two.
+        ended_for_one = [row for row in history[served + 1 :] if reason_names(row[3], "one")]
+        assert ended_for_one, history
+        assert ended_for_one[-1][3].get("front_end") == "one", history
         assert not has_credentials(journal_url, container_uuid)
         denied = destroy(two, data)
         assert denied["message"] == "Bad authentication", denied
