@@ -20,6 +20,7 @@ from typing import Any
 from anweddol_actors import __version__
 from anweddol_actors.actors.base import one_line
 from anweddol_actors.engine.context import EngineContext
+from anweddol_actors.engine.frontends import destroy_elsewhere, owner_of_container
 from anweddol_actors.engine.hosts import UnknownHost
 from anweddol_actors.engine.reaper import limits_left
 from anweddol_actors.engine.verbs import HYPERVISOR_UNREACHABLE, end_live
@@ -211,13 +212,10 @@ def destroy_container(context: EngineContext, container_uuid: str) -> None:
     ``CONTEXT_DEFERRED_CALL``. Raises ``AdminRefused`` when it is not live, when libvirt
     does not answer (nothing is touched then), or when its teardown met errors."""
     if context.registry.get(container_uuid).get(timeout=ASK_TIMEOUT) is None:
-        owner = _other_owner(context, container_uuid)
-        if owner is not None:
-            # Its forwarder and actors live at its owner, which ends it the ordinary way.
-            raise AdminRefused(
-                f"container {container_uuid} belongs to front end {owner}: ask that one "
-                "(its admin socket), nothing was done"
-            )
+        elsewhere = owner_of_container(context, container_uuid)
+        if elsewhere is not None:
+            _destroy_elsewhere(context, elsewhere)
+            return
         raise AdminRefused(f"no live container {container_uuid}")
     entry = context.registry.get(container_uuid).get(timeout=ASK_TIMEOUT)
     if entry is not None and not context.hypervisor_ready(entry.host):
@@ -233,14 +231,15 @@ def destroy_container(context: EngineContext, container_uuid: str) -> None:
         )
 
 
-def _other_owner(context: EngineContext, container_uuid: str) -> str | None:
-    """The name of the other front end a live container of the journal belongs to, or
-    None (unknown, ended, or this front end's)."""
-    row = context.journal.entity(container_uuid, kind="container")
-    if row is None or row["state"] == "destroyed":
-        return None
-    owner = row.get("owner") or ""
-    return owner if owner != (context.journal.front_end or "") else None
+def _destroy_elsewhere(context: EngineContext, row: dict[str, Any]) -> None:
+    """End a live container of another front end of the journal: its token revoked here
+    (the credentials are shared), then its owner told to end it the ordinary way (see
+    engine/frontends.py), its domain destroyed from here if the owner does not."""
+    host = context.hosts.name_in(row["data"])
+    if not context.hypervisor_ready(host):
+        raise AdminRefused(f"{HYPERVISOR_UNREACHABLE}: nothing was done, try again")
+    context.journal.delete_credentials(row["entity_id"])
+    destroy_elsewhere(context, row, by_administrator=True)
 
 
 def container_history(context: EngineContext, container_uuid: str) -> list[dict[str, Any]]:

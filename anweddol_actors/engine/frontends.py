@@ -48,8 +48,10 @@ from anweddol_actors.lifecycle import SPECS
 
 log = logging.getLogger(__name__)
 
-# A notification to the owner of a container: "destroy UUID BY".
+# A notification to the owner of a container: "destroy UUID BY VIA", VIA saying whether a
+# client's DESTROY or an administrator's ``containers destroy`` reached front end BY.
 _DESTROY = "destroy"
+_CLIENT, _ADMIN = "client", "admin"
 # How long a DESTROY of another front end's container waits for that front end to end it
 # before destroying the domain itself: a live owner ends a container in well under a
 # second (its forwarder, then its domain).
@@ -85,7 +87,7 @@ def owner_of_container(context: EngineContext, container_uuid: str) -> dict | No
     return row
 
 
-def destroy_elsewhere(context: EngineContext, row: dict) -> None:
+def destroy_elsewhere(context: EngineContext, row: dict, by_administrator: bool = False) -> None:
     """A DESTROY (its credentials already revoked) of a container another front end
     owns: tell the owner and give it a bounded time to end the container the ordinary
     way; else destroy the domain from here.
@@ -99,7 +101,8 @@ def destroy_elsewhere(context: EngineContext, row: dict) -> None:
     container_uuid, owner = row["entity_id"], row["owner"]
     me = context.settings.front_end
     try:
-        context.journal.notify(channel_of(owner), f"{_DESTROY} {container_uuid} {me}")
+        via = _ADMIN if by_administrator else _CLIENT
+        context.journal.notify(channel_of(owner), f"{_DESTROY} {container_uuid} {me} {via}")
     except AnweddolError as exc:
         log.warning("container %s: cannot tell front end %s: %s", container_uuid, owner, exc)
     else:
@@ -146,7 +149,7 @@ class FrontEnd:
 
     def start(self) -> None:
         journal = self.context.journal
-        journal.register_front_end(self.address, self.lease)
+        self._register()
         # The reconciliation ran: what this front end holds now replaces what a crash
         # left in the shared table.
         self.context.registry.report_all().get()
@@ -169,6 +172,20 @@ class FrontEnd:
             self.lease,
             self.lease / 3,
         )
+
+    def _register(self) -> None:
+        """Register, trying again for at most a lease: a front end restarted while another
+        is still taking it over is refused until that takeover is done (a tick or two)."""
+        deadline = time.monotonic() + self.lease
+        while True:
+            try:
+                self.context.journal.register_front_end(self.address, self.lease)
+                return
+            except AnweddolError as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("front end %s: %s; trying again", self.name, exc)
+                time.sleep(1.0)
 
     def _spawn(self, target: Callable[[], None], what: str) -> None:
         thread = threading.Thread(target=target, name=f"anweddol-front-end-{what}", daemon=True)
@@ -268,8 +285,12 @@ class FrontEnd:
     def told(self, payload: str) -> None:
         """A notification from another front end."""
         words = payload.split()
-        if len(words) == 3 and words[0] == _DESTROY:
-            container_uuid, by = words[1], words[2]
-            self._reap(container_uuid, {"reason": f"DESTROY received by front end {by}"})
+        if len(words) == 4 and words[0] == _DESTROY and words[3] in (_CLIENT, _ADMIN):
+            container_uuid, by, via = words[1:]
+            if via == _ADMIN:
+                reason = f"destroyed by an administrator at front end {by}"
+            else:
+                reason = f"DESTROY received by front end {by}"
+            self._reap(container_uuid, {"reason": reason})
         else:
             log.warning("front end %s: notification not understood: %r", self.name, payload)

@@ -116,3 +116,29 @@ def test_notifications_need_postgresql(tmp_path, pg_url):
     unreachable = pg_url.rsplit("/", 1)[0] + "/no_such_database"
     with pytest.raises(JournalError, match="cannot listen on"):
         Listener(unreachable, [channel_of("a")])
+
+
+def test_a_listener_that_cannot_connect_again_waits_and_tries_at_the_next_wait(
+    pg_server, pg_url, caplog
+):
+    channel, database = channel_of("a"), _database(pg_url)
+    with Journal(pg_url, front_end="b") as journal, Listener(pg_url, [channel]) as listener:
+        # The database refuses new connections of the journal's role (the journal keeps
+        # its own, already open), and the listener's is cut.
+        pg_server.admin(f'REVOKE CONNECT ON DATABASE "{database}" FROM PUBLIC, anweddol')
+        try:
+            [pid] = _listener_backends(pg_server, pg_url)
+            pg_server.admin(f"SELECT pg_terminate_backend({pid})", database=database)
+            with caplog.at_level("DEBUG", logger="anweddol_actors.journal.notify"):
+                journal.notify(channel, "lost")
+                # The loss, then failed attempts: each wait returns, with nothing.
+                seen = listener.wait(0.2) + listener.wait(0.2) + listener.wait(0.2)
+                attempts = [r for r in caplog.records if "cannot connect again" in r.getMessage()]
+        finally:
+            pg_server.admin(f'GRANT CONNECT ON DATABASE "{database}" TO anweddol')
+        assert seen in ([], [(channel, "lost")])  # it may have come before the cut
+        assert len(attempts) >= 1 and listener.reconnections == 0
+        _receive(listener, (channel, "back"), send=lambda: journal.notify(channel, "back"))
+        assert listener.reconnections == 1
+    warnings = [record for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 1 and "lost" in warnings[0].getMessage()

@@ -12,6 +12,8 @@ The same with real VMs and real ``serve`` processes: tests/e2e/test_e2e_front_en
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from hostsharness import free_range
 from probes import refuses
@@ -174,3 +176,20 @@ def test_a_destroy_the_owner_does_not_hear_destroys_the_domain_itself(front_ends
         what="one to end it",
     )
     assert "domain stopped by itself" in reasons(journal, uuid)
+
+
+def test_a_front_end_restarted_during_its_takeover_waits_for_it(front_ends, pg_url):
+    # two is taking one over (its lease ran out; two has not finished), as a journal
+    # shows it between two's take_over and the end of its work.
+    with Journal(pg_url, front_end="two") as two, Journal(pg_url, front_end="one") as one:
+        two.register_front_end("127.0.0.2:1", 60)
+        one.register_front_end("127.0.0.1:1", 0.01)
+        wait_for(lambda: two.take_over("one"), what="one's lease to run out")
+        finish = threading.Timer(2.0, two.unregister_front_end, args=("one",))
+        finish.start()
+        try:
+            restarted = front_ends("one", front_end_lease=10)  # refused, tried again
+        finally:
+            finish.join()
+        rows = {row["name"]: row for row in restarted.engine.journal.front_ends()}
+        assert rows["one"]["taken_by"] is None and not rows["one"]["expired"]
