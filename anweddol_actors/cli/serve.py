@@ -233,6 +233,12 @@ def run(args: argparse.Namespace) -> int:
             f"cannot listen on {settings.bind_address or '0.0.0.0'}:{settings.listen_port}: "
             f"{exc.strerror or exc}"
         ) from None
+    except AnweddolError as exc:
+        # A part that could not start (the journal refusing this front end's lease, say):
+        # the server stopped what had started; one line says why.
+        server.close()
+        policies.close()
+        raise CliError(f"cannot start: {exc}") from None
     finally:
         for channel in filter(None, admin):
             channel.close()

@@ -264,6 +264,13 @@ class FrontEnd:
                 continue
             journal.delete_credentials(container_uuid)
             retire(self.context, row, details)
+            log.warning(
+                "front end %s: container %s of front end %s destroyed (%s)",
+                self.name,
+                container_uuid,
+                name,
+                reason,
+            )
         for row in rows:
             if row["kind"] != "container" and row["entity_id"].split(".", 1)[0] not in skipped:
                 retire(self.context, row, details)

@@ -6,8 +6,11 @@ anything opens, and a named front end on a PostgreSQL journal says so at start."
 from __future__ import annotations
 
 import re
+import time
 
 from commands import ServeChild, run_command, write_test_driver_config
+
+from anweddol_actors.journal import Journal
 
 # Nothing listens there: every refusal below comes before the journal is opened.
 UNREACHED = "postgresql://anweddol:secret@127.0.0.1:9/anweddol"
@@ -74,3 +77,21 @@ def test_a_named_front_end_on_postgresql_says_so_at_start(tmp_path, pg_url):
         server.wait_for_line(r"serving on 127\.0\.0\.1:\d+")
     finally:
         assert server.stop() == 0, server.log
+
+
+def test_a_front_end_still_being_taken_over_is_refused_in_one_line(tmp_path, pg_url):
+    # two holds a takeover of one that does not end (as if two were busy ending one's
+    # containers for longer than one's lease): one's serve tries for a lease, then stops.
+    with Journal(pg_url, front_end="two") as two, Journal(pg_url, front_end="one") as one:
+        two.register_front_end("127.0.0.2:1", 120)
+        one.register_front_end("127.0.0.1:1", 0.01)
+        time.sleep(0.05)
+        assert two.take_over("one")
+        config = named(tmp_path, database=pg_url)
+        text = config.read_text().replace("    lease: 9\n", "    lease: 3\n")
+        config.write_text(text)
+        line = refused(run_command("serve", "-c", str(config), "--port", "0", timeout=120))
+    assert line == (
+        "error: cannot start: front end one is being taken over by front end two, which is "
+        "ending its containers: start it again once that is done"
+    )
