@@ -49,11 +49,12 @@ Reading it: a DESTROY at the other front end pays the notification and the owner
 teardown, seen through the wait of the front end that got it: that front end reads the
 journal 10 ms after its NOTIFY, then at doubling intervals up to 100 ms, so the figure is
 the owner's teardown plus up to one interval. Its ratio falls as the teardown grows (a
-real guest's domain takes longer to destroy than the test driver's). The CREATE ratio is the shared claim's round trips to PostgreSQL (the
-others' slots read, the claim's transaction) against all else a CREATE does here (a domain
-defined and started, the guest's SSH setup, a forwarder, each journalled): near 1. The
-absolute figures depend on the machine: compare ratios, and mind the load average printed
-beside them. The servers' keys are 2048-bit, the client's 4096-bit (generated once).
+real guest's domain takes longer to destroy than the test driver's). The CREATE ratio is
+the shared claim's round trips to PostgreSQL (the others' slots read, the claim's
+transaction) against all else a CREATE does here (a domain defined and started, the
+guest's SSH setup, a forwarder, each journalled): near 1. The absolute figures depend on
+the machine: compare ratios, and mind the load average printed beside them. The servers'
+keys are 2048-bit, the client's 4096-bit (generated once).
 """
 
 from __future__ import annotations
