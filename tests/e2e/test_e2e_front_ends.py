@@ -167,6 +167,23 @@ def destroy(serve: ServeProcess, data: dict) -> dict:
     return serve.client().destroy(data["container_uuid"], data["client_token"])
 
 
+def start_pair(
+    tmp_path: Path, iso: Path, journal_url: str
+) -> tuple[Path, ServeProcess, ServeProcess]:
+    """Front ends ``one`` then ``two`` on the shared journal (the first creates its schema):
+    one's configuration (to start it again) and both processes. Nothing is left running
+    when the second cannot start."""
+    config_one = front_end_config(tmp_path, iso, "one", journal_url)
+    config_two = front_end_config(tmp_path, iso, "two", journal_url)
+    one = start_front_end(config_one)
+    try:
+        two = start_front_end(config_two)
+    except BaseException:
+        stop_all(one)
+        raise
+    return config_one, one, two
+
+
 def stop_all(*serves: ServeProcess) -> None:
     """Stop each front end still running (SIGTERM: its containers ended); each must exit 0."""
     codes = {}
@@ -181,13 +198,8 @@ def test_a_container_made_at_one_front_end_is_destroyed_through_the_other(
     tmp_path, images, qemu, pg_url
 ):
     journal_url = pg_url  # the front ends' shared journal: a fresh database, dropped after
-    config_one = front_end_config(tmp_path, images["dev"], "one", journal_url)
-    config_two = front_end_config(tmp_path, images["dev"], "two", journal_url)
-    # One after the other: the first creates the journal's schema.
-    one = start_front_end(config_one)
-    two = None
+    config_one, one, two = start_pair(tmp_path, images["dev"], journal_url)
     try:
-        two = start_front_end(config_two)
         assert (one.address, two.address) == ("127.0.0.1", "127.0.0.2")
         # Both registered in the journal, each with the address it serves, neither taken.
         assert query(
@@ -259,12 +271,8 @@ def test_a_killed_front_end_has_its_containers_destroyed_by_the_other(
     tmp_path, images, qemu, pg_url
 ):
     journal_url = pg_url  # the front ends' shared journal: a fresh database, dropped after
-    config_one = front_end_config(tmp_path, images["dev"], "one", journal_url)
-    config_two = front_end_config(tmp_path, images["dev"], "two", journal_url)
-    one = start_front_end(config_one)
-    two = None
+    config_one, one, two = start_pair(tmp_path, images["dev"], journal_url)
     try:
-        two = start_front_end(config_two)
         data = create(one)
         container_uuid = data["container_uuid"]
         assert container_uuid in qemu.list_marked()
