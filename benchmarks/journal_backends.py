@@ -59,8 +59,9 @@ INSERT_TRANSITION = (
     ' RETURNING "id"'
 )
 UPSERT_ENTITY = (
-    'INSERT INTO "entities" ("kind", "entity_id", "state", "terminal", "data", "updated")'
-    " VALUES ('session', %s, 'b', false, '{}', %s) ON CONFLICT (\"kind\", \"entity_id\")"
+    'INSERT INTO "entities" ("kind", "entity_id", "state", "terminal", "data", "updated",'
+    " \"owner\") VALUES ('session', %s, 'b', false, '{}', %s, '')"
+    ' ON CONFLICT ("kind", "entity_id")'
     ' DO UPDATE SET "state" = EXCLUDED."state", "terminal" = EXCLUDED."terminal",'
     ' "data" = EXCLUDED."data", "updated" = EXCLUDED."updated"'
 )

@@ -16,16 +16,39 @@ Slots are counted per hypervisor host too: a slot is claimed on one host
 (``reserve_slot(host)``), under both that host's ``max_containers`` and the server-wide
 limit, in one step of this actor — two CREATEs placed on the same last slot of a host
 see one winner, and the loser tries its next candidate (engine/placement.py).
+
+Front ends sharing hosts (several ``serve`` processes on one PostgreSQL journal) share
+their capacity too (``shared``): a slot is claimed in the journal as well, in the same
+step, atomically against the other front ends' slots (``SharedCapacity.claim``), and each
+change of this front end's count on a host is written there (``report``). Counts, not
+claims per container: each write is this front end's whole figure for the host, so a
+write lost to an error is made good by the next, and a crash's leftover by the restart.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pykka
+
+from anweddol_actors.errors import AnweddolError
+
+log = logging.getLogger(__name__)
+
+
+class SharedCapacity(Protocol):
+    """The hosts' slots as every front end sees them (engine/frontends.py over the
+    journal)."""
+
+    def claim(self, host: str, used_after: int, limit: int | None) -> bool:
+        """Hold ``used_after`` slots on ``host`` if the others' and those fit ``limit``."""
+
+    def report(self, host: str, used: int) -> None:
+        """This front end holds ``used`` slots on ``host`` now."""
 
 
 @dataclass
@@ -49,11 +72,21 @@ class Registry(pykka.ThreadingActor):
     # must not hang at exit waiting for it.
     use_daemon_thread = True
 
-    def __init__(self, limit: int | None, host_limits: dict[str, int | None] | None = None) -> None:
+    def __init__(
+        self,
+        limit: int | None,
+        host_limits: dict[str, int | None] | None = None,
+        shared: SharedCapacity | None = None,
+    ) -> None:
         """``limit``: the server-wide cap; ``host_limits``: each host's own (None: no
         limit of its own), the first host being the default (none given: one host,
-        "local", under ``limit``)."""
+        "local", under ``limit``); ``shared``: the hosts' capacity shared with other
+        front ends (None: this server is the hosts' only user)."""
         super().__init__()
+        self.shared = shared
+        # The slots the other front ends hold, per host, as last read (a claim reads the
+        # exact figure; STAT and ``hosts list`` may be a renewal tick behind).
+        self.others: dict[str, int] = {}
         self.limit = limit
         self.host_limits: dict[str, int | None] = dict(host_limits or {"local": limit})
         self.first_host = next(iter(self.host_limits))
@@ -84,6 +117,8 @@ class Registry(pykka.ThreadingActor):
         host_limit = self.host_limits[host]
         if host_limit is not None and self._used(host) >= host_limit:
             return False
+        if self.shared is not None and not self._claim_shared(host, host_limit):
+            return False
         if pooled:
             self.pooled_by_host[host] += 1
         else:
@@ -96,6 +131,7 @@ class Registry(pykka.ThreadingActor):
         counts = self.pooled_by_host if pooled else self.pending_by_host
         host = host or self.first_host
         counts[host] = max(0, counts[host] - 1)
+        self._report_shared(host)
 
     def hand_over(self, host: str | None = None) -> None:
         """A CREATE took a pooled container: its slot is the CREATE's pending one now."""
@@ -138,8 +174,10 @@ class Registry(pykka.ThreadingActor):
 
     def free(self, container_uuid: str) -> None:
         """The claimed container's domain is gone: its slot is free."""
-        self.ending.pop(container_uuid, None)
-        self.stuck_entries.pop(container_uuid, None)
+        entry = self.ending.pop(container_uuid, None)
+        entry = self.stuck_entries.pop(container_uuid, None) or entry
+        if entry is not None:
+            self._report_shared(entry.host)
 
     def stuck(self) -> list[LiveContainer]:
         """Containers whose teardown could not destroy the domain (never those still
@@ -180,11 +218,45 @@ class Registry(pykka.ThreadingActor):
         return total_free if free is None else min(free, total_free)
 
     def host_free(self, host: str) -> int | None:
-        """The free slots of one host under its own limit (None: it has none)."""
+        """The free slots of one host under its own limit (None: it has none), less
+        those the other front ends hold there."""
         host_limit = self.host_limits.get(host)
         if host_limit is None:
             return None
-        return max(0, host_limit - self._used(host))
+        return max(0, host_limit - self._used(host) - self.others.get(host, 0))
+
+    def set_others(self, others: dict[str, int]) -> None:
+        """The slots the other front ends hold per host, freshly read."""
+        self.others = dict(others)
+
+    def report_all(self) -> None:
+        """Write this front end's slots on every host to the shared table (at start,
+        after the reconciliation: what a crash left there is replaced)."""
+        for host in self.host_limits:
+            self._report_shared(host)
+
+    def _claim_shared(self, host: str, host_limit: int | None) -> bool:
+        """Claim one more slot on ``host`` against the other front ends: atomic in the
+        journal, so two front ends racing for the last slot cannot both win."""
+        assert self.shared is not None
+        try:
+            return self.shared.claim(host, self._used(host) + 1, host_limit)
+        except AnweddolError as exc:
+            # No claim, no container: the CREATE tries the next host, then answers
+            # Unavailable; the journal's own error says why.
+            log.warning("host %s: cannot claim capacity: %s", host, exc)
+            return False
+
+    def _report_shared(self, host: str) -> None:
+        if self.shared is None:
+            return
+        try:
+            self.shared.report(host, self._used(host))
+        except AnweddolError as exc:
+            # The slot is free here; the shared figure stays one high until the next
+            # report (any release, or the renewal tick's), which is safe: too few
+            # CREATEs for a moment, never too many.
+            log.warning("host %s: cannot report capacity: %s", host, exc)
 
     def host_usage(self) -> dict[str, dict[str, int | None]]:
         """Per host: ``containers`` (live ones, and those being or failing to be torn

@@ -82,6 +82,7 @@ class AdminServer:
             "hosts": (self._do_hosts, ()),
             "drain": (self._do_drain, ("name",)),
             "enable": (self._do_enable, ("name",)),
+            "front_ends": (self._do_front_ends, ()),
         }
 
     # -- start and close -------------------------------------------------------------
@@ -315,6 +316,9 @@ class AdminServer:
 
     def _do_enable(self, name: str) -> dict:
         return {"host": operations.set_host_enabled(self.engine.context, name, True)}
+
+    def _do_front_ends(self) -> dict:
+        return {"front_ends": operations.list_front_ends(self.engine.context)}
 
 
 class _BadRequest(AdminError):

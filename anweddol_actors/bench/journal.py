@@ -61,8 +61,10 @@ def _raw_rate(path: Path, seconds: float) -> float:
                 (now, entity, json.dumps({"n": count})),
             )
             db.execute(
-                "INSERT OR REPLACE INTO entities (kind, entity_id, state, terminal, data, updated)"
-                " VALUES ('session', ?, 'b', 0, '{}', ?)",
+                "INSERT INTO entities (kind, entity_id, state, terminal, data, updated, owner)"
+                " VALUES ('session', ?, 'b', 0, '{}', ?, '') ON CONFLICT (kind, entity_id)"
+                " DO UPDATE SET state = excluded.state, terminal = excluded.terminal,"
+                " data = excluded.data, updated = excluded.updated",
                 (entity, now),
             )
             db.execute("COMMIT")

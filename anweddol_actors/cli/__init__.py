@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "config": "config",
     "containers": "containers",
     "hosts": "hosts",
+    "front-ends": "front_ends",
     "regen-rsa": "keys",
     "bench": "bench",
 }

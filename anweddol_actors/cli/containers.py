@@ -65,10 +65,13 @@ def failed(args: argparse.Namespace, error: str) -> int:
 
 
 def table(rows: list[dict]) -> str:
-    """The containers as an aligned table, or a line saying there are none."""
+    """The containers as an aligned table, or a line saying there are none. A ``front
+    end`` column only when some container belongs to a named front end (several share the
+    journal): a lone server's table stays as it was."""
     if not rows:
         return "no live containers"
-    cells = [COLUMNS] + [
+    front_ends = any(row.get("front_end") is not None for row in rows)
+    cells = [COLUMNS + (("front end",) if front_ends else ())] + [
         (
             str(row.get("uuid")),
             str(row.get("host") or "-"),
@@ -76,11 +79,20 @@ def table(rows: list[dict]) -> str:
             duration(row.get("age")),
             str(row.get("client") or "-"),
             str(row.get("port") or "-"),
-            "never" if row.get("expires_in") is None else f"in {duration(row['expires_in'])}",
+            expiry(row),
         )
+        + ((str(row.get("front_end") or "-"),) if front_ends else ())
         for row in rows
     ]
     return aligned(cells)
+
+
+def expiry(row: dict) -> str:
+    """When the container's limits end it: ``in 59m58s``, ``never``, or ``-`` for another
+    front end's (its reaper knows, this server does not: ``age`` is None too)."""
+    if row.get("expires_in") is not None:
+        return f"in {duration(row['expires_in'])}"
+    return "-" if row.get("age") is None else "never"
 
 
 def duration(seconds: object) -> str:

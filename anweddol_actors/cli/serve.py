@@ -21,6 +21,7 @@ from anweddol_actors.cli.configfile import add_config_option, load
 from anweddol_actors.cli.keyfiles import key_fingerprint, load_or_create_keys
 from anweddol_actors.config.database import database_problem, is_database_url, redacted
 from anweddol_actors.config.host import iso_places, tls_problem
+from anweddol_actors.config.schema import front_end_problem
 from anweddol_actors.errors import AnweddolError
 from anweddol_actors.service import pidfile, privileges
 from anweddol_actors.service.policies import LivePolicies
@@ -105,6 +106,22 @@ def run(args: argparse.Namespace) -> int:
         if problem:
             raise CliError(f"--database: {problem}")
         settings.database = args.database
+    front_end = config.server.front_end
+    # The file's own database was judged at load; --database replaces it.
+    problem = front_end_problem(
+        None if front_end is None else front_end.to_dict(),
+        settings.database,
+        "server.database" if args.database is None else "--database",
+    )
+    if problem:
+        raise CliError(f"server.front_end: {problem}")
+    if front_end is not None:
+        log.info(
+            "front end %s: journal %s shared, lease %g s",
+            front_end.name,
+            redacted(settings.database),
+            front_end.lease,
+        )
     for host in settings.hosts:
         limit = "no limit" if host.max_containers is None else host.max_containers
         log.info(
@@ -216,6 +233,12 @@ def run(args: argparse.Namespace) -> int:
             f"cannot listen on {settings.bind_address or '0.0.0.0'}:{settings.listen_port}: "
             f"{exc.strerror or exc}"
         ) from None
+    except AnweddolError as exc:
+        # A part that could not start (the journal refusing this front end's lease, say):
+        # the server stopped what had started; one line says why.
+        server.close()
+        policies.close()
+        raise CliError(f"cannot start: {exc}") from None
     finally:
         for channel in filter(None, admin):
             channel.close()
@@ -411,6 +434,7 @@ def settings_from_config(config):
     from anweddol_actors.engine.settings import HostSettings, Settings
 
     container, server, forwarding = config.container, config.server, config.port_forwarding
+    front_end = server.front_end
     hosts = tuple(
         HostSettings(
             name=host.name,
@@ -453,6 +477,8 @@ def settings_from_config(config):
         password_length=container.client_password_length,
         ready_timeout=container.ready_timeout,
         database=server.database,
+        front_end=None if front_end is None else front_end.name,
+        front_end_lease=Settings.front_end_lease if front_end is None else front_end.lease,
         on_start_live_containers=server.on_start_live_containers,
         pause_at=pause_points_from_environment(),
     )

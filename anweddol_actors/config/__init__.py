@@ -20,6 +20,7 @@ from anweddol_actors.config.loader import (
 from anweddol_actors.config.model import (
     AccessTokenConfig,
     ContainerConfig,
+    FrontEndConfig,
     IpFilterConfig,
     LogRotationConfig,
     PortForwardingConfig,
@@ -37,6 +38,7 @@ __all__ = [
     "ConfigError",
     "ConfigFile",
     "ContainerConfig",
+    "FrontEndConfig",
     "IpFilterConfig",
     "LogRotationConfig",
     "PortForwardingConfig",

@@ -17,9 +17,17 @@ from typing import Any
 import yaml
 
 from anweddol_actors.config import compat
-from anweddol_actors.config.model import SECTION_TYPES, HypervisorConfig, ServerConfig
+from anweddol_actors.config.model import (
+    SECTION_TYPES,
+    FrontEndConfig,
+    HypervisorConfig,
+    ServerConfig,
+)
 from anweddol_actors.config.schema import (
     DEFAULTS,
+    FRONT_END_DEFAULTS,
+    FRONT_END_KEY,
+    FRONT_END_KEYS,
     HOST_DEFAULTS,
     HOST_KEYS,
     HOSTS_KEY,
@@ -182,6 +190,9 @@ def config_from_mapping(data: Mapping[str, Any] | None, name: str = "<mapping>")
         if isinstance(values, Mapping):
             # A copy: the file's own mappings are the caller's, and defaults are shared.
             document[section] = {**copy.deepcopy(defaults), **values}
+    server = document["server"]
+    if isinstance(server, Mapping) and isinstance(server.get(FRONT_END_KEY), Mapping):
+        server[FRONT_END_KEY] = {**FRONT_END_DEFAULTS, **server[FRONT_END_KEY]}
     hosts = document.setdefault(HOSTS_KEY, [])
     if isinstance(hosts, list):
         document[HOSTS_KEY] = [
@@ -219,6 +230,8 @@ def _build(document: Mapping[str, Mapping[str, Any]]) -> ServerConfig:
                 value = tuple(value)
             elif (section, key) in _FLOAT_KEYS and value is not None:
                 value = float(value)
+            elif (section, key) == ("server", FRONT_END_KEY) and value is not None:
+                value = FrontEndConfig(name=value["name"], lease=float(value["lease"]))
             values[key] = value
         sections[section] = cls(**values)
     hosts = tuple(HypervisorConfig(**host) for host in document[HOSTS_KEY])
@@ -275,12 +288,14 @@ def _explain(path: tuple, message: str) -> str:
             known = list(TOP_LEVEL_KEYS)
         elif path[0] == HOSTS_KEY:
             known = list(HOST_KEYS)
+        elif path[:2] == ("server", FRONT_END_KEY) and len(path) == 3:
+            known = list(FRONT_END_KEYS)
         else:
             known = list(SECTIONS.get(path[0], {}))
         close = difflib.get_close_matches(str(path[-1]), known, n=1, cutoff=0.6)
         if close:
             return f"unknown key (did you mean {close[0]!r}?)"
-        whole = len(path) == 1 or path[0] == HOSTS_KEY
+        whole = len(path) == 1 or path[0] == HOSTS_KEY or len(path) == 3
         return f"unknown key (known: {', '.join(known)})" if whole else message
     if message == "must be of dict type":
         return "must be a mapping of keys"

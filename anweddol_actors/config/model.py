@@ -14,6 +14,7 @@ from typing import Any
 __all__ = [
     "AccessTokenConfig",
     "ContainerConfig",
+    "FrontEndConfig",
     "HypervisorConfig",
     "IpFilterConfig",
     "LogRotationConfig",
@@ -61,6 +62,15 @@ class ContainerConfig(_Section):
 
 
 @dataclass(frozen=True)
+class FrontEndConfig(_Section):
+    """``server.front_end``: this server's name among the front ends of one PostgreSQL
+    journal, and the seconds its lease lasts (renewed every third of it)."""
+
+    name: str
+    lease: float
+
+
+@dataclass(frozen=True)
 class ServerSectionConfig(_Section):
     public_rsa_key_file_path: str
     private_rsa_key_file_path: str
@@ -79,6 +89,8 @@ class ServerSectionConfig(_Section):
     max_connections_per_address: int
     log_format: str
     admin_socket_path: str
+    # None: the only front end of its journal.
+    front_end: FrontEndConfig | None
 
 
 @dataclass(frozen=True)

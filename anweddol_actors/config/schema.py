@@ -12,6 +12,10 @@ misspelt key silently ignored is a setting silently not applied.
 Besides the sections, one top-level list (ours): ``hypervisors``, the libvirt hosts the
 containers are placed on (``HOST_KEYS`` per entry). Absent, null or empty: one host, from
 ``container.libvirt_uri``, as before the list existed.
+
+One key holds a mapping of its own: ``server.front_end`` (``FRONT_END_KEYS``), this
+server's name among the front ends sharing one PostgreSQL journal. Absent or null: the one
+front end of its journal, as before several could share one.
 """
 
 from __future__ import annotations
@@ -26,11 +30,14 @@ from urllib.parse import urlsplit
 import cerberus
 from cerberus.errors import BasicErrorHandler
 
-from anweddol_actors.config.database import database_problem
+from anweddol_actors.config.database import database_problem, is_database_url
 from anweddol_actors.policy.ip_filter import parse_ip_entry
 
 __all__ = [
     "DEFAULTS",
+    "FRONT_END_DEFAULTS",
+    "FRONT_END_KEY",
+    "FRONT_END_KEYS",
     "HOSTS_KEY",
     "HOST_DEFAULTS",
     "HOST_KEYS",
@@ -39,6 +46,7 @@ __all__ = [
     "SECTIONS",
     "TOP_LEVEL_KEYS",
     "cross_check",
+    "front_end_problem",
     "is_local_uri",
     "make_validator",
 ]
@@ -143,6 +151,27 @@ def _host_address(field: Any, value: Any, error: ErrorFn) -> None:
         # The forward would listen on every interface of the host, and the front end
         # needs one address to relay to.
         error(field, f"{value!r} is not one address: give the host's address the front end reaches")
+
+
+# A front end's name is journalled as the owner of each of its containers, shown in
+# `front-ends list` and `containers list`, and part of a PostgreSQL NOTIFY channel's name
+# (at most 63 bytes): shorter than a host's, the same characters.
+_FRONT_END_NAME = re.compile(r"[A-Za-z0-9_.-]{1,48}")
+
+# The shortest lease: it is renewed every lease/3 seconds, and a renewal is a database
+# round trip that may meet a slow commit; below a second between renewals a busy journal
+# would let a live front end's lease run out.
+MIN_LEASE = 3
+
+
+def _front_end_name(field: Any, value: Any, error: ErrorFn) -> None:
+    if not _FRONT_END_NAME.fullmatch(value):
+        error(field, f"must be 1 to 48 letters, digits, '_', '.' or '-' (got {value!r})")
+
+
+def _lease(field: Any, value: Any, error: ErrorFn) -> None:
+    if not (value >= MIN_LEASE and math.isfinite(value)):
+        error(field, f"must be a number of seconds, at least {MIN_LEASE} (got {value!r})")
 
 
 def _libvirt_uri(field: Any, value: Any, error: ErrorFn) -> None:
@@ -268,6 +297,9 @@ SECTIONS: dict[str, dict[str, Any]] = {
         # Ours: the Unix socket of the admin commands (`containers`, `status`); only root
         # and the server's user may open it.
         "admin_socket_path": _string("/run/anweddol_actors/admin.sock"),
+        # Ours: this server's name and lease among the front ends of one PostgreSQL
+        # journal (FRONT_END_KEYS); null: the journal's only front end.
+        "front_end": {"type": "dict", "default": None, "nullable": True},
     },
     "port_forwarding": {
         "port_range": {"type": "list", "default": [10000, 20000], "check_with": _port_range},
@@ -344,6 +376,23 @@ HOST_DEFAULTS: dict[str, Any] = {
     key: rules["default"] for key, rules in HOST_KEYS.items() if "default" in rules
 }
 
+# The keys of server.front_end, in the order of model.py's FrontEndConfig.
+FRONT_END_KEY = "front_end"
+FRONT_END_KEYS: dict[str, dict[str, Any]] = {
+    "name": {
+        "type": "string",
+        "required": True,
+        "empty": False,
+        "check_with": _front_end_name,
+    },
+    # Seconds another front end waits, once this one stops renewing, before it destroys
+    # this one's containers (their forwarders died with it); renewed every lease/3.
+    "lease": {"type": "number", "default": 30, "check_with": _lease},
+}
+FRONT_END_DEFAULTS: dict[str, Any] = {
+    key: rules["default"] for key, rules in FRONT_END_KEYS.items() if "default" in rules
+}
+
 # What the top level of a file may hold, in the order of default.yaml.
 TOP_LEVEL_KEYS = (*SECTIONS, HOSTS_KEY)
 
@@ -371,14 +420,17 @@ def _schema_rules(rules: Mapping[str, Any]) -> dict[str, Any]:
     return schema
 
 
-SCHEMA: dict[str, Any] = {
-    **{
-        name: {
-            "type": "dict",
-            "schema": {key: _schema_rules(rules) for key, rules in keys.items()},
+def _section_schema(name: str, keys: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    schema = {key: _schema_rules(rules) for key, rules in keys.items()}
+    if name == "server":
+        schema[FRONT_END_KEY]["schema"] = {
+            key: _schema_rules(rules) for key, rules in FRONT_END_KEYS.items()
         }
-        for name, keys in SECTIONS.items()
-    },
+    return {"type": "dict", "schema": schema}
+
+
+SCHEMA: dict[str, Any] = {
+    **{name: _section_schema(name, keys) for name, keys in SECTIONS.items()},
     HOSTS_KEY: {
         "type": "list",
         "schema": {
@@ -432,12 +484,33 @@ def cross_check(document: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, st
             )
         )
     problems.extend(_host_problems(document))
+    problem = front_end_problem(document["server"][FRONT_END_KEY], document["server"]["database"])
+    if problem:
+        problems.append((f"server.{FRONT_END_KEY}", problem))
     web = document["web_server"]
     if web["enable_ssl"]:
         for key in ("ssl_pem_private_key_file_path", "ssl_pem_certificate_file_path"):
             if not web[key]:
                 problems.append((f"web_server.{key}", "must be set when enable_ssl is true"))
     return problems
+
+
+def front_end_problem(
+    front_end: Mapping[str, Any] | None, database: str, source: str = "server.database"
+) -> str | None:
+    """Why a front end's name cannot go with the journal ``database``, or None.
+
+    Front ends share one journal only on a PostgreSQL server: a SQLite file is one
+    machine's, and its single writer's lock would serialise every front end's commits.
+    ``source``: where ``database`` was given (the key, or ``serve --database``). The message
+    does not repeat ``database``: a URL may hold a password.
+    """
+    if front_end is None or is_database_url(database):
+        return None
+    return (
+        f"front ends share a PostgreSQL journal: {source} must be a "
+        "postgresql://user@host:port/dbname URL, not a SQLite file"
+    )
 
 
 def _host_problems(document: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -1,6 +1,7 @@
-"""What the admin commands do to the running engine: describe it, list its live
-containers, end one, list its hypervisor hosts, drain or enable one; and what the
-operator's page (``web/ui.py``) reads: the counters and each live container's journal
+"""What the admin commands do to the running engine: describe it, list the live
+containers (its own, and those of the other front ends of its journal), end one, list its
+hypervisor hosts, drain or enable one, list the front ends sharing its journal; and what
+the operator's page (``web/ui.py``) reads: the counters and each live container's journal
 history.
 
 The admin channel (``anweddol_actors.admin``) only translates requests into these calls.
@@ -19,6 +20,7 @@ from typing import Any
 from anweddol_actors import __version__
 from anweddol_actors.actors.base import one_line
 from anweddol_actors.engine.context import EngineContext
+from anweddol_actors.engine.frontends import destroy_elsewhere, owner_of_container
 from anweddol_actors.engine.hosts import UnknownHost
 from anweddol_actors.engine.reaper import limits_left
 from anweddol_actors.engine.verbs import HYPERVISOR_UNREACHABLE, end_live
@@ -116,13 +118,17 @@ def set_host_enabled(context: EngineContext, name: str, enabled: bool) -> dict[s
 
 
 def list_containers(context: EngineContext) -> list[dict[str, Any]]:
-    """Every live container: its state, age, client, forwarder port and expiry.
+    """Every live container: its state, age, client, forwarder port and expiry, and the
+    front end it belongs to (``front_end``: its name, None for an unnamed one).
 
-    Age and expiry count from when the container became live in this run (a container
-    adopted at start counts from its adoption), on the reaper's clock: the expiry is when
-    the reaper will end it, as far as known now (an idle limit moves with the traffic).
+    This server's own come first, from its registry. Age and expiry count from when the
+    container became live in this run (a container adopted at start counts from its
+    adoption), on the reaper's clock: the expiry is when the reaper will end it, as far as
+    known now (an idle limit moves with the traffic). Then those of the other front ends
+    sharing its journal (:func:`other_front_ends_containers`).
     """
     rows = []
+    mine = context.journal.front_end
     for entry in context.registry.live().get(timeout=ASK_TIMEOUT):
         now, wall = time.monotonic(), time.time()
         try:
@@ -142,9 +148,62 @@ def list_containers(context: EngineContext) -> list[dict[str, Any]]:
                 "port": forwarder.get("port"),
                 "expires_at": None if expires_in is None else _iso(wall + expires_in),
                 "expires_in": expires_in,
+                "front_end": mine,
+            }
+        )
+    listed = {row["uuid"] for row in rows}
+    return rows + [row for row in other_front_ends_containers(context) if row["uuid"] not in listed]
+
+
+def other_front_ends_containers(context: EngineContext) -> list[dict[str, Any]]:
+    """The live containers the journal says belong to other front ends, with what their
+    entity rows hold (host, state, client, port); their age and expiry are their owners'
+    reapers' to know: None. Only those handed to a client (journalled ``serve``): a
+    pooled one is nobody's yet, and a CREATE in flight is not listed by its owner either.
+    """
+    journal = context.journal
+    mine = journal.front_end or ""
+    containers = [
+        row
+        for row in journal.live_entities(kind="container", owner=None)
+        if row.get("owner", "") != mine and "listen_port" in (row.get("data") or {})
+    ]
+    if not containers:
+        return []
+    # The client's address is the forwarder's (engine/entities.py names it after the
+    # container).
+    clients = {
+        row["entity_id"]: (row.get("data") or {}).get("owner")
+        for row in journal.live_entities(kind="forwarder", owner=None)
+    }
+    rows = []
+    for row in containers:
+        data = row.get("data") or {}
+        rows.append(
+            {
+                "uuid": row["entity_id"],
+                "host": data.get("host"),
+                "state": row["state"],
+                "age": None,
+                "client": clients.get(f"{row['entity_id']}.forwarder") or None,
+                "port": data.get("listen_port"),
+                "expires_at": None,
+                "expires_in": None,
+                "front_end": row.get("owner") or None,
             }
         )
     return rows
+
+
+def list_front_ends(context: EngineContext) -> list[dict[str, Any]]:
+    """The front ends registered in the journal (``name``, ``address``, ``lease_until``,
+    ``taken_by``, ``expired``), each with ``self``: whether it is this server. Empty on a
+    server without a front-end name (``server.front_end``): it shares its journal with
+    nobody."""
+    journal = context.journal
+    if journal.front_end is None:
+        return []
+    return [{**row, "self": row["name"] == journal.front_end} for row in journal.front_ends()]
 
 
 def destroy_container(context: EngineContext, container_uuid: str) -> None:
@@ -153,6 +212,10 @@ def destroy_container(context: EngineContext, container_uuid: str) -> None:
     ``CONTEXT_DEFERRED_CALL``. Raises ``AdminRefused`` when it is not live, when libvirt
     does not answer (nothing is touched then), or when its teardown met errors."""
     if context.registry.get(container_uuid).get(timeout=ASK_TIMEOUT) is None:
+        elsewhere = owner_of_container(context, container_uuid)
+        if elsewhere is not None:
+            _destroy_elsewhere(context, elsewhere)
+            return
         raise AdminRefused(f"no live container {container_uuid}")
     entry = context.registry.get(container_uuid).get(timeout=ASK_TIMEOUT)
     if entry is not None and not context.hypervisor_ready(entry.host):
@@ -166,6 +229,17 @@ def destroy_container(context: EngineContext, container_uuid: str) -> None:
             f"container {container_uuid} ended with {len(errors)} error(s) (journalled; a "
             f"domain not destroyed is retried by the reaper): {one_line(errors[0])}"
         )
+
+
+def _destroy_elsewhere(context: EngineContext, row: dict[str, Any]) -> None:
+    """End a live container of another front end of the journal: its token revoked here
+    (the credentials are shared), then its owner told to end it the ordinary way (see
+    engine/frontends.py), its domain destroyed from here if the owner does not."""
+    host = context.hosts.name_in(row["data"])
+    if not context.hypervisor_ready(host):
+        raise AdminRefused(f"{HYPERVISOR_UNREACHABLE}: nothing was done, try again")
+    context.journal.delete_credentials(row["entity_id"])
+    destroy_elsewhere(context, row, by_administrator=True)
 
 
 def container_history(context: EngineContext, container_uuid: str) -> list[dict[str, Any]]:

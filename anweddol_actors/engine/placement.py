@@ -17,11 +17,15 @@ without a server.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from anweddol_actors.engine.context import EngineContext
+from anweddol_actors.errors import AnweddolError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -84,8 +88,19 @@ def views(context: EngineContext, memory: bool = True) -> list[HostView]:
 
 def candidates(context: EngineContext) -> list[str]:
     """The hosts a container may go to now, best first."""
+    if context.settings.front_end is not None:
+        _refresh_others(context)
     server_free = context.registry.total_free().get()
     return [view.name for view in ranked(eligible(views(context), server_free))]
+
+
+def _refresh_others(context: EngineContext) -> None:
+    """The other front ends' slots as of now, not of the last lease tick: a host another
+    front end just freed is a candidate at once (the claim itself is exact either way)."""
+    try:
+        context.registry.set_others(context.journal.capacity_of_others()).get()
+    except AnweddolError as exc:
+        log.warning("placement: the other front ends' slots not read, the last ones used: %s", exc)
 
 
 def place(context: EngineContext, pooled: bool = False, only: str | None = None) -> str | None:

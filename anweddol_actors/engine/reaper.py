@@ -184,6 +184,10 @@ class Reaper:
             except pykka.ActorDeadError:
                 pass
 
+    def reap_later(self, container_uuid: str, details: dict) -> None:
+        """End a live container of ours on the reaper's thread (not live: nothing)."""
+        self._tell("reap", container_uuid, details)
+
     def _on_domain_stopped(self, container_uuid: str) -> None:
         self._tell("reap", container_uuid)
 

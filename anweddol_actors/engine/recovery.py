@@ -219,10 +219,11 @@ def _adopt(context: EngineContext, row: dict, host: str) -> bool:
     return True
 
 
-def retire(context: EngineContext, row: dict) -> None:
-    """Move a stale entity of an earlier run to ``destroyed``, journalled."""
+def retire(context: EngineContext, row: dict, details: dict | None = None) -> None:
+    """Move a stale entity (of an earlier run, or of a front end taken over) to
+    ``destroyed``, journalled with ``details`` (the why)."""
     lifecycle = Lifecycle(row["kind"], row["entity_id"], context.journal, state=row["state"])
-    details = {"reason": "reconciled at server start"}
+    details = details or {"reason": "reconciled at server start"}
     for trigger in ("fail", "destroy"):
         if lifecycle.can(trigger):
             lifecycle.fire(trigger, context=CONTEXT_AUTOMATIC_ACTION, details=details)

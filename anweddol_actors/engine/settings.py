@@ -45,6 +45,10 @@ class Settings:
     # Seconds a host may stay unreachable before its containers are declared ``lost``
     # (journalled, credentials revoked, capacity freed); None: never.
     host_lost_grace: float | None = 60.0
+    # Several front ends on one PostgreSQL journal: this one's name (None: the only one)
+    # and the seconds its lease lasts unrenewed before another takes its containers over.
+    front_end: str | None = None
+    front_end_lease: float = 30.0
     network_mode: str = "user"
     domain_type: str = "auto"
     nat_interface_name: str = "virbr0"

@@ -1,6 +1,7 @@
 """The supervisor: starts the server's parts in dependency order and stops them in reverse.
 
-Start: journal → registry → reconciliation → reaper → warm pool → listener, waiting for
+Start: journal → registry → reconciliation → reaper → warm pool → listener → front end
+(with ``server.front_end``: its lease, its notifications, its takeovers), waiting for
 each; a part that fails to start stops those already started. Stop, in a ``finally``
 whatever raises: no request is admitted any more (the registry closes, CREATEs in flight
 unwind at their next step), the listener stops, sessions get a bounded time to finish and
@@ -32,6 +33,7 @@ from anweddol_actors.engine import recovery
 from anweddol_actors.engine.context import EngineContext, Request, Verb
 from anweddol_actors.engine.dispatch import Dispatch
 from anweddol_actors.engine.entities import stop_actor
+from anweddol_actors.engine.frontends import FrontEnd, JournalCapacity
 from anweddol_actors.engine.hostloss import HostWatch
 from anweddol_actors.engine.hosts import Hosts
 from anweddol_actors.engine.pool import Pools
@@ -56,8 +58,9 @@ def owner_of(journal: Journal) -> str:
     """This server's mark on its domains: the server id kept in its journal, created once
     (so a restart finds its orphans, whatever the hostname became since). An in-memory
     journal gets a random one: a fixed id shared by two in-memory servers on one host
-    would make each destroy the other's domains at start."""
-    if journal.path == ":memory:":
+    would make each destroy the other's domains at start. A named front end's id is its
+    own (two front ends on one journal never share a mark), and was never derived."""
+    if journal.path == ":memory:" or journal.postgresql or journal.front_end is not None:
         return journal.server_id()
 
     def legacy() -> str:
@@ -77,12 +80,18 @@ class Server:
         private_key: Any = None,
         journal: Journal | None = None,
     ) -> None:
-        journal = journal if journal is not None else Journal(settings.database)
+        journal = (
+            journal
+            if journal is not None
+            else Journal(settings.database, front_end=settings.front_end)
+        )
         hosts = Hosts(settings)
+        # Front ends sharing the journal share the hosts' capacity through it.
+        shared = JournalCapacity(journal) if settings.front_end is not None else None
         self.context = EngineContext(
             settings=settings,
             journal=journal,
-            registry=Registry.start(settings.max_containers, hosts.limits()).proxy(),
+            registry=Registry.start(settings.max_containers, hosts.limits(), shared).proxy(),
             dispatch=Dispatch(),
             hosts=hosts,
             owner=owner_of(journal),
@@ -96,6 +105,7 @@ class Server:
         self._listener: Listener | None = None
         self._reaper: Reaper | None = None
         self._host_watches: list[HostWatch] = []
+        self._front_end: FrontEnd | None = None
         self._sessions: set[Session] = set()
         self._sessions_lock = threading.Lock()
         # Open client connections against server.max_connections(_per_address); what the
@@ -173,6 +183,11 @@ class Server:
                         limits=self.connection_limits,
                     )
                     self._listener.start()
+                if context.settings.front_end is not None:
+                    self._front_end = FrontEnd(
+                        context, self._front_end_address(), self._reaper.reap_later
+                    )
+                    self._front_end.start()
                 context.started_at = time.monotonic()
                 port = self._listener.address[1] if self._listener is not None else None
                 return self.lifecycle.fire(
@@ -224,7 +239,17 @@ class Server:
         for watch in self._host_watches:
             watch.stop()
         self._host_watches = []
+        # Last: the containers' ends above reported their slots through the journal; a
+        # front end that leaves is not taken over.
+        if self._front_end is not None:
+            self._front_end.stop()
+            self._front_end = None
         self.context.started_at = None
+
+    def _front_end_address(self) -> str:
+        """Where this front end serves, as the other front ends list it."""
+        host, port = self.listen_address[:2]
+        return f"{host or self.context.settings.bind_address}:{port}"
 
     def _drain_sessions(self) -> None:
         """Let running sessions end by themselves (a CREATE unwinds at its next step),

@@ -17,6 +17,7 @@ from anweddol_actors.actors.base import one_line
 from anweddol_actors.actors.registry import LiveContainer
 from anweddol_actors.engine.context import EngineContext, Request
 from anweddol_actors.engine.entities import stop_actor
+from anweddol_actors.engine.frontends import destroy_elsewhere, owner_of_container
 from anweddol_actors.engine.pause import pause
 from anweddol_actors.lifecycle import Transition
 from anweddol_actors.lifecycle.events import (
@@ -115,16 +116,23 @@ def destroy(request: Request) -> dict | None:
     entry = context.registry.claim(container_uuid).get()
     if entry is not None:
         teardown(context, entry, CONTEXT_NORMAL_PROCESS, request.base_data)
+    else:
+        elsewhere = owner_of_container(context, container_uuid)
+        if elsewhere is not None:
+            destroy_elsewhere(context, elsewhere)
     response = respond(request, True, RESPONSE_MSG_OK)
     pause(context.settings, "destroy:response_sent")
     return response
 
 
 def _host_of(context: EngineContext, container_uuid: str) -> str | None:
-    """The host a live container runs on (None when it is not live: any host will do,
-    the teardown has nothing to ask libvirt)."""
+    """The host a live container runs on, ours or another front end's (None when it is
+    not live: any host will do, the teardown has nothing to ask libvirt)."""
     entry = context.registry.get(container_uuid).get()
-    return None if entry is None else entry.host
+    if entry is not None:
+        return entry.host
+    elsewhere = owner_of_container(context, container_uuid)
+    return None if elsewhere is None else context.hosts.name_in(elsewhere["data"])
 
 
 # The undo of each piece of a container, in the order they are ended: (the data key of the

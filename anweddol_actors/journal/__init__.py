@@ -5,9 +5,10 @@ The only package that imports :mod:`peewee`.
 
 from anweddol_actors.journal.store import (
     DEFAULT_DATABASE_PATH,
+    MINE,
     Journal,
     JournalError,
     database_path,
 )
 
-__all__ = ["DEFAULT_DATABASE_PATH", "Journal", "JournalError", "database_path"]
+__all__ = ["DEFAULT_DATABASE_PATH", "MINE", "Journal", "JournalError", "database_path"]

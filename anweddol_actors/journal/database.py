@@ -151,6 +151,17 @@ def open_database(location: Location, *, sqlite_pragmas: dict | None = None) -> 
     )
 
 
+def connect_postgresql(location: Location):  # -> psycopg2 connection (an optional driver)
+    """A psycopg2 connection of its own to *location*'s database, with the same bounds as
+    the journal's (connect and statement timeouts, keepalives): for what Peewee's shared
+    connection cannot do, such as LISTEN (journal/notify.py)."""
+    import psycopg2  # here: a SQLite-only installation need not have the driver
+
+    if not location.is_postgresql:
+        raise DatabaseError(f"{location.path} is no PostgreSQL database")
+    return psycopg2.connect(dbname=location.database, **location.parameters)
+
+
 def driver_errors() -> tuple[type[BaseException], ...]:
     """The driver exceptions a store turns into its own error (besides Peewee's own,
     which wrap them for queries Peewee runs: statements run on a raw cursor raise the

@@ -35,6 +35,8 @@ class Models:
     host_key: type[peewee.Model]
     meta: type[peewee.Model]
     host_state: type[peewee.Model]
+    front_end: type[peewee.Model]
+    capacity: type[peewee.Model]
 
     def all(self) -> list[type[peewee.Model]]:
         return [
@@ -44,6 +46,8 @@ class Models:
             self.host_key,
             self.meta,
             self.host_state,
+            self.front_end,
+            self.capacity,
         ]
 
 
@@ -72,10 +76,17 @@ def bind_models(database: peewee.Database) -> Models:
         entity_id = peewee.TextField()
         state = peewee.TextField()
         # Written by the lifecycle, which knows the machines: the journal stays ignorant of
-        # them and can still answer "what is alive?" for crash recovery.
-        terminal = peewee.BooleanField(default=False, index=True)
+        # them and can still answer "what is alive?" for crash recovery. Its index is
+        # ("terminal", "owner"), made by schema migration 3, not declared here: a model's
+        # indexes are made with its table, and migration 1 makes the table of a journal
+        # that has no owner column yet.
+        terminal = peewee.BooleanField(default=False)
         data = JSONField(default=dict)
         updated = peewee.TextField()
+        # The front end that first wrote the entity ("" for the unnamed single one); a
+        # later transition journalled by another front end leaves it. A default in the
+        # table too: the rows a migration finds get "".
+        owner = peewee.TextField(default="", constraints=[peewee.SQL("DEFAULT ''")])
 
         class Meta:
             table_name = "entities"
@@ -117,6 +128,33 @@ def bind_models(database: peewee.Database) -> Models:
         class Meta:
             table_name = "hosts"
 
-    models = Models(Transition, Entity, Credential, HostKey, JournalFact, HostState)
+    class FrontEnd(Base):
+        # One row per running front end sharing this journal: its lease, renewed while it
+        # lives. Times are epoch seconds of the front ends' clocks (journal/store.py).
+        name = peewee.TextField(primary_key=True)
+        address = peewee.TextField()
+        # DOUBLE PRECISION: PostgreSQL's REAL (FloatField) would round epoch seconds to
+        # minutes.
+        lease_until = peewee.DoubleField()
+        renewed = peewee.TextField()  # ISO 8601, UTC: the last registration or renewal
+        taken_by = peewee.TextField(null=True)  # the front end ending this one's containers
+
+        class Meta:
+            table_name = "front_ends"
+
+    class Capacity(Base):
+        # How many containers each front end holds on each hypervisor host, so that the
+        # front ends sharing a host keep under its max_containers together.
+        host = peewee.TextField()
+        front_end = peewee.TextField()
+        used = peewee.IntegerField(default=0)
+
+        class Meta:
+            table_name = "capacity"
+            primary_key = peewee.CompositeKey("host", "front_end")
+
+    models = Models(
+        Transition, Entity, Credential, HostKey, JournalFact, HostState, FrontEnd, Capacity
+    )
     database.bind(models.all(), bind_refs=False, bind_backrefs=False)
     return models

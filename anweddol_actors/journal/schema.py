@@ -12,9 +12,11 @@ migrate it: SQLite's ``BEGIN IMMEDIATE`` and a PostgreSQL transaction-scoped adv
 make the second wait for the first, then find nothing left to do.
 
 A migration receives the models and a ``playhouse.migrate`` schema migrator for this
-database, which writes the right ``ALTER TABLE`` for SQLite and for PostgreSQL: a later
-migration adding a column or an index uses it. Creating a table goes through the model
-(``safe=True``: a table an older server already created is left as it is).
+database, which writes the right ``ALTER TABLE`` for SQLite and for PostgreSQL: migration 3
+adds the entities' ``owner`` column with it. Creating a table goes through the model
+(``safe=True``: a table an older server already created is left as it is), and every step
+of a migration tolerates finding its work done (a new journal's tables come from today's
+models, columns and all; an index is made ``IF NOT EXISTS``).
 """
 
 from __future__ import annotations
@@ -57,9 +59,34 @@ def _hosts(models: Models, migrator: SchemaMigrator) -> None:
     migrator.database.create_tables([models.host_state], safe=True)
 
 
+def _front_ends(models: Models, migrator: SchemaMigrator) -> None:
+    database, entity = migrator.database, models.entity
+    table = entity._meta.table_name
+    # A journal made new by this version got the column with its table (migration 1).
+    if "owner" not in {column.name for column in database.get_columns(table)}:
+        # NOT NULL with its DEFAULT in one ALTER TABLE (both backends fill the rows there
+        # with ''), rather than the migrator's add_column: on SQLite that adds a NOT NULL
+        # by copying the whole table.
+        migrator.alter_add_column(table, "owner", entity.owner, allow_not_null=True).run()
+    # The index of "the live entities of one front end" (Journal.live_entities), in place
+    # of the index on "terminal" alone, which it serves as well (its first column): one
+    # index, as before, for the hot path's entity write to keep up to date.
+    # IF [NOT] EXISTS, as for the tables: a journal may have either already.
+    database.execute_sql('DROP INDEX IF EXISTS "entities_terminal"')
+    database.execute_sql(
+        f'CREATE INDEX IF NOT EXISTS "{table}_terminal_owner" ON "{table}" ("terminal", "owner")'
+    )
+    database.create_tables([models.front_end, models.capacity], safe=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "transitions, entities, credentials, host keys, meta", _first_tables),
     Migration(2, "hosts: an administrator's drain or enable of each hypervisor host", _hosts),
+    Migration(
+        3,
+        "front ends: entities' owner, the front ends' leases, their shared capacity",
+        _front_ends,
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -82,7 +82,8 @@ def test_modes_of_socket_and_folder(admin, socket_path):
         (b"[1, 2]\n", "bad request: no command"),
         (
             b'{"command": "reboot"}\n',
-            "unknown command 'reboot' (known: destroy, drain, enable, hosts, list, status)",
+            "unknown command 'reboot' (known: destroy, drain, enable, front_ends, hosts, list, "
+            "status)",
         ),
         (b'{"command": "destroy"}\n', "destroy: the argument 'uuid' is required"),
         (b'{"command": "destroy", "uuid": 7}\n', "destroy: the argument 'uuid' is required"),

@@ -5,16 +5,9 @@ from __future__ import annotations
 import os
 
 import pytest
+from configerrors import error_of
 
 from anweddol_actors.config import ConfigError, load_config, parse_config
-
-
-def error_of(text: str) -> str:
-    with pytest.raises(ConfigError) as info:
-        parse_config(text, "config.yaml")
-    message = str(info.value)
-    assert "\n" not in message
-    return message
 
 
 @pytest.mark.parametrize(

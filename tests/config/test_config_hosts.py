@@ -9,9 +9,10 @@ import re
 
 import pytest
 import yaml
+from configerrors import error_of
 
 from anweddol_actors.cli.serve import changed_keys, settings_from_config
-from anweddol_actors.config import DEFAULT_CONFIG_YAML, ConfigError, load_config, parse_config
+from anweddol_actors.config import DEFAULT_CONFIG_YAML, load_config, parse_config
 from anweddol_actors.config.database import database_problem, is_database_url, redacted
 from anweddol_actors.config.host import domain_type_problem, file_problems, iso_places
 from anweddol_actors.config.model import HypervisorConfig
@@ -31,14 +32,6 @@ hypervisors:
     domain_type: qemu
     container_iso_file_path: /srv/two/anweddol_container.iso
 """
-
-
-def error_of(text: str) -> str:
-    with pytest.raises(ConfigError) as info:
-        parse_config(text, "config.yaml")
-    message = str(info.value)
-    assert "\n" not in message
-    return message
 
 
 def host(**keys) -> str:

@@ -26,12 +26,17 @@ def write_config(
     warm_pool_size: int | None = 0,
     container: dict[str, object] | None = None,
     sections: str = "",
+    address: str = "127.0.0.1",
+    database: str | None = None,
     **server: object,
 ) -> Path:
     """A configuration file for a loopback server on its own journal and keys in
     ``folder``; ``server`` adds keys to the ``server`` section, ``container`` to the
     ``container`` section, ``sections`` whole top-level sections (YAML text) at the end.
-    ``warm_pool_size``: 0 (no pool) unless given; None leaves the shipped default (1)."""
+    ``warm_pool_size``: 0 (no pool) unless given; None leaves the shipped default (1).
+    ``address``: where the server and its forwarders listen (a loopback address: several
+    front ends on one machine each take their own). ``database``: the journal, when it is
+    not the SQLite file in ``folder`` (a ``postgresql://`` URL shared by front ends)."""
     extra = "".join(f"  {key}: {value}\n" for key, value in server.items())
     more = "".join(f"  {key}: {value}\n" for key, value in (container or {}).items())
     # No pool by default: on 2 cores, each test's server would boot an extra VM in the
@@ -47,32 +52,35 @@ def write_config(
         f"{pool}"
         f"{more}"
         "server:\n"
-        "  bind_address: 127.0.0.1\n"
-        f"  database: '{folder}/journal.sqlite3'\n"
+        f"  bind_address: {address}\n"
+        f"  database: '{database or folder / 'journal.sqlite3'}'\n"
         f"  public_rsa_key_file_path: '{folder}/rsa/public.pem'\n"
         f"  private_rsa_key_file_path: '{folder}/rsa/private.pem'\n"
         f"  on_start_live_containers: {mode}\n"
         f"{extra}"
         "port_forwarding:\n"
         f"  port_range: [{ports[0]}, {ports[1]}]\n"
-        "  bind_address: 127.0.0.1\n"
+        f"  bind_address: {address}\n"
         f"{sections}"
     )
     return config
 
 
 class ServeProcess(ServeChild):
-    """A started server; ``port`` is where it listens. ``extra``: more ``serve`` options."""
+    """A started server; ``address`` and ``port`` are where it listens (``address`` is
+    127.0.0.1 when it listens on every address). ``extra``: more ``serve`` options."""
 
     def __init__(
         self, config: Path, env: dict[str, str] | None = None, extra: Sequence[str] = ()
     ) -> None:
         super().__init__("--config", str(config), "--port", "0", *extra, env=env)
-        match = self.wait_for_line(r"serving on [\d.]+:(\d+)", timeout=120)
-        self.port = int(match.group(1))
+        match = self.wait_for_line(r"serving on ([\d.]+):(\d+)", timeout=120)
+        # A server on every address (0.0.0.0) is reached on the loopback.
+        self.address = "127.0.0.1" if match.group(1) == "0.0.0.0" else match.group(1)
+        self.port = int(match.group(2))
 
     def client(self, timeout: float = 240) -> Client:
-        return Client("127.0.0.1", self.port, timeout=timeout)
+        return Client(self.address, self.port, timeout=timeout)
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)

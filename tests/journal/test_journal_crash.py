@@ -10,7 +10,8 @@ from tests.commands import kill_at_marker
 # The child fires "start", then "stop" with a stall planted between the entity-row write
 # and the commit; the parent kills it there with SIGKILL. The stall is a TEMP trigger on
 # the child's own connection (reached through a private attribute: a fault-injection hook,
-# not an API), so the database file's schema is the production one.
+# not an API), so the database file's schema is the production one. The entity row of
+# "stop" is an UPDATE: the upsert of the row "start" inserted.
 CHILD = textwrap.dedent(
     """
     import pathlib, sys, time
@@ -30,7 +31,7 @@ CHILD = textwrap.dedent(
     connection = journal._db.connection()
     connection.create_function("stall", 0, stall)
     connection.execute(
-        "CREATE TEMP TRIGGER stall_stop AFTER INSERT ON main.entities"
+        "CREATE TEMP TRIGGER stall_stop AFTER UPDATE ON main.entities"
         " WHEN NEW.state = 'stopped' BEGIN SELECT stall(); END"
     )
     lifecycle.fire("stop", data={"port": None})

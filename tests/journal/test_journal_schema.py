@@ -113,3 +113,100 @@ def test_a_journal_of_a_newer_server_is_refused_and_left_alone(store_url):
             meta.update(value=str(LATEST + 1)).where(meta.key == "schema_version").execute()
     with pytest.raises(JournalError, match=f"schema version {LATEST + 1} is newer"):
         Journal(store_url)
+
+
+# Version 2: 6677DCA's tables plus ``hosts`` (what migration 2 made), and its version.
+SCHEMA_2 = (
+    SCHEMA_6677DCA
+    + """
+CREATE TABLE "hosts" ("name" TEXT NOT NULL PRIMARY KEY, "enabled" INTEGER NOT NULL,
+    "changed" TEXT NOT NULL);
+"""
+)
+ROWS_2 = (
+    ROWS_6677DCA
+    + """
+INSERT INTO meta VALUES ('schema_version', '2');
+INSERT INTO hosts VALUES ('alpha', 0, '2026-01-01T00:00:00.000000+00:00');
+"""
+)
+
+
+def _check_version_3(url, indexes: set[str]) -> None:
+    """A journal just migrated from version 2 (one live container c1, alpha drained)."""
+    with Journal(url) as journal, Journal(url, front_end="b") as b:
+        assert _version(journal) == LATEST
+        [row] = journal.live_entities()
+        assert (row["entity_id"], row["owner"], row["data"]) == ("c1", "", {"uuid": "c1"})
+        assert not journal.host_enabled("alpha")
+        assert journal.server_id() == "0123456789abcdef"
+        # The new tables are there; an old entity written by a named front end stays
+        # the unnamed one's.
+        b.record(kind="container", entity_id="c1", trigger="stop", source="s", dest="x")
+        assert journal.entity("c1")["owner"] == "" and b.live_entities() == []
+        b.register_front_end("127.0.0.2:4242", 30)
+        assert b.claim_capacity("alpha", 1, 1)
+        assert [row["name"] for row in journal.front_ends()] == ["b"]
+        assert journal.capacity_of_others() == {"alpha": 1}
+        assert [row["dest"] for row in journal.history()] == ["started_booting", "x"]
+    # One index serves the live entities, of one front end or all.
+    assert "entities_terminal_owner" in indexes and "entities_terminal" not in indexes
+
+
+def test_a_journal_at_version_2_gets_the_front_ends_and_keeps_its_rows(tmp_path, caplog):
+    path = tmp_path / "journal.sqlite3"
+    with sqlite3.connect(path) as old:
+        old.executescript(SCHEMA_2 + ROWS_2)
+    old.close()
+    with caplog.at_level("INFO", logger="anweddol_actors.journal.store"):
+        Journal(path, create=False).close()
+    assert "schema migrated to version 2" not in caplog.text
+    assert "schema migrated to version 3 (front ends" in caplog.text
+    with sqlite3.connect(path) as connection:
+        indexes = {
+            row[0]
+            for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        }
+        owner = connection.execute(
+            "SELECT \"notnull\", dflt_value FROM pragma_table_info('entities') WHERE name = 'owner'"
+        ).fetchone()
+    connection.close()
+    assert owner == (1, "''")
+    _check_version_3(path, indexes)
+
+
+def test_a_postgresql_journal_at_version_2_gets_the_front_ends(pg_server, pg_url):
+    with Journal(pg_url) as journal:
+        journal.record(
+            kind="container", entity_id="c1", trigger="start", source="created",
+            dest="started_booting", data={"uuid": "c1"},
+        )  # fmt: skip
+        journal.set_host_enabled("alpha", False)
+        meta = journal._models.meta
+        with journal._guard(write=True, what="set the server id of the old journal"):
+            meta.create(key="server_id", value="0123456789abcdef")
+    database = pg_url.rsplit("/", 1)[1]
+    # Back to what version 2 was: no owner, the index on "terminal", no front end tables.
+    pg_server.admin(
+        "ALTER TABLE entities DROP COLUMN owner",
+        "DROP TABLE front_ends, capacity",
+        'CREATE INDEX "entities_terminal" ON "entities" ("terminal")',
+        "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
+        database=database,
+    )
+    indexes_before = pg_server.admin(
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'entities'", database=database
+    )
+    assert ("entities_terminal_owner",) not in indexes_before
+    with Journal(pg_url):
+        pass
+    indexes = pg_server.admin(
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'entities'", database=database
+    )
+    owner = pg_server.admin(
+        "SELECT is_nullable, column_default FROM information_schema.columns"
+        " WHERE table_name = 'entities' AND column_name = 'owner'",
+        database=database,
+    )
+    assert owner == [("NO", "''::text")]
+    _check_version_3(pg_url, {row[0] for row in indexes})

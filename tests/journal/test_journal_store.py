@@ -107,6 +107,7 @@ def test_entity_rows_and_live_entities(store_url):
             "state": "started_handshaking",
             "data": {},
             "updated": journal.history("s")[0]["time"],
+            "owner": "",  # the unnamed single front end's
         }
         assert journal.entity("nobody") is None
         with pytest.raises(JournalError, match="several kinds"):

@@ -105,11 +105,12 @@ def test_interrupted_transaction_leaves_neither_row_nor_state(tmp_path):
     journal = Journal(path)
     lifecycle = Lifecycle("container", "c1", journal)
     lifecycle.fire("start", data={"domain": "d"})
-    # A real SQLite failure on the second statement of the transaction, injected from
-    # another connection as an administrator could.
+    # A real SQLite failure on the second statement of the transaction (the upsert of the
+    # row "start" inserted: an UPDATE), injected from another connection as an
+    # administrator could.
     admin = sqlite3.connect(path)
     admin.execute(
-        "CREATE TRIGGER refuse AFTER INSERT ON entities WHEN NEW.state = 'stopped'"
+        "CREATE TRIGGER refuse AFTER UPDATE ON entities WHEN NEW.state = 'stopped'"
         " BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
     )
     admin.commit()
@@ -220,6 +221,7 @@ def test_create_journals_the_birth_once(kind, journal):
         "state": "created",
         "data": {"a": 1, "b": 2},
         "updated": None,
+        "owner": "",  # the unnamed single front end's
     }
     assert [row["entity_id"] for row in journal.live_entities()] == ["e1"]
     assert replay(kind, rows) == "created"

@@ -178,6 +178,7 @@ class LifecycleWalk(RuleBasedStateMachine):
                 "entity_id": lifecycle.entity_id,
                 "state": dest,
                 "data": lifecycle.data,
+                "owner": "",  # the unnamed single front end's
             }
         self._check_journal(lifecycle)
         self._check_terminal(lifecycle)
