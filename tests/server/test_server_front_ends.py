@@ -193,3 +193,17 @@ def test_a_front_end_restarted_during_its_takeover_waits_for_it(front_ends, pg_u
             finish.join()
         rows = {row["name"]: row for row in restarted.engine.journal.front_ends()}
         assert rows["one"]["taken_by"] is None and not rows["one"]["expired"]
+
+
+def test_a_front_end_that_dies_with_nothing_live_is_taken_over_too(front_ends, pg_url):
+    two = front_ends("two")
+    with Journal(pg_url, front_end="one") as one:
+        one.register_front_end("127.0.0.1:1", 0.01)  # its lease runs out at once
+        # Nothing of one's to end; its row goes all the same, so that it can come back.
+        wait_for(
+            lambda: "one" not in {row["name"] for row in two.engine.journal.front_ends()},
+            what="two to take one over",
+        )
+        one.register_front_end("127.0.0.1:1", 30)
+    rows = {row["name"]: row for row in two.engine.journal.front_ends()}
+    assert rows["one"]["taken_by"] is None
