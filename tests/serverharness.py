@@ -118,8 +118,11 @@ def serve_stand_in(
     works. Returns (uuid, client token)."""
     context = engine.context
     container_uuid = str(uuid.uuid4())
-    assert context.registry.reserve_slot().get()
-    container = start_container(context, container_uuid)
+    # The first host's, as placement would choose on a one-host server: its slot, its
+    # libvirt, its entry (an entry of another host would leave this slot pending).
+    host = context.hosts.first.name
+    assert context.registry.reserve_slot(host).get()
+    container = start_container(context, container_uuid, host=host)
     container.create(CONTEXT_NORMAL_PROCESS).get()
     container.start_domain(CONTEXT_NORMAL_PROCESS).get()
     if booted is not None:
@@ -130,7 +133,7 @@ def serve_stand_in(
     forwarder.start_forwarding(CONTEXT_NORMAL_PROCESS).get()
     container.mark_serving(forwarder.port.get(), CONTEXT_NORMAL_PROCESS).get()
     context.journal.store_credentials(container_uuid, token)
-    entry = LiveContainer(container_uuid, container, forwarder, client_ip=client_ip)
+    entry = LiveContainer(container_uuid, container, forwarder, client_ip=client_ip, host=host)
     assert context.registry.add(entry).get()
     return container_uuid, token
 
