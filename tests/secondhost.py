@@ -303,6 +303,13 @@ class SecondHost:
         os.kill(pid, signal.SIGKILL)
         if _wait_gone([pid], STOP_TIMEOUT):
             raise SecondHostError(f"libvirtd (pid {pid}) still alive after SIGKILL")
+        # Its main thread turns zombie before the other threads have closed the files they
+        # share: the listening socket goes with the last of them, a moment later.
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while self.port in listening_on(self.address):
+            if time.monotonic() >= deadline:
+                raise SecondHostError(f"port {self.port} still listened on after SIGKILL")
+            time.sleep(POLL)
 
     def user_processes(self) -> list[int]:
         """PIDs of every live process of the host's user (daemon, virtlogd, QEMU), from /proc."""
